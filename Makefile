@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh machine with Python 3.10+ and pip:
+#   make book   set up .venv, execute every notebook, build the HTML book into _build/html
+#   make test   set up .venv, unit tests, nbval over every notebook, book build, book checks
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.requirements-installed
+NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+
+.PHONY: book test setup lint unit nbval book-check strip clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when requirements.txt or pyproject.toml changed since the last install.
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+book: setup
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+lint: setup
+	$(PY) -m ruff check .
+
+unit: setup
+	$(PY) -m pytest -m "not book" tests
+
+nbval: setup
+	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(NOTEBOOKS)
+
+book-check: setup
+	$(PY) -m pytest -m book tests
+
+test: lint unit nbval book book-check
+
+# Strip outputs and execution counts from every notebook (they are committed clean).
+strip: setup
+	$(PY) -c "import nbformat,sys;\
+	[nbformat.write((lambda nb:([c.update(outputs=[],execution_count=None) for c in nb.cells if c.cell_type=='code'],nb)[1])(nbformat.read(p,4)),p) for p in sys.argv[1:]]" $(NOTEBOOKS)
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""Checks of the built book (`make book` first). Marked ``book``: `make test` runs them last."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import subprocess
+import threading
+
+import pytest
+from notebook_rules import ROOT, config, toc_files
+
+pytestmark = pytest.mark.book
+HTML = ROOT / "_build" / "html"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built_book():
+    if not (HTML / "index.html").is_file():
+        pytest.fail("the book is not built: run `make book` before `pytest -m book`")
+
+
+def page(entry: str) -> str:
+    return (HTML / f"{entry}.html").read_text(encoding="utf-8")
+
+
+def test_every_toc_entry_has_a_page():
+    for entry in toc_files():
+        assert (HTML / f"{entry}.html").is_file(), f"no HTML page for {entry}"
+
+
+@pytest.mark.parametrize("entry", [f for f in toc_files() if f.startswith("notebooks/")])
+def test_notebook_pages_show_executed_outputs_and_figures(entry):
+    html = page(entry)
+    assert "cell_output" in html, f"{entry}: no executed outputs in the page"
+    assert re.search(r'<img [^>]*src="[^"]*_images/', html), f"{entry}: no figure in the page"
+    assert "Traceback" not in html or "raises-exception" in html, f"{entry}: an error escaped"
+
+
+def test_math_is_typeset_markup_and_mathjax_is_local():
+    assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    for path in HTML.rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"<script[^>]+src=\"https?://[^\"]*mathjax", text, re.I), (
+            f"{path} loads MathJax from a CDN"
+        )
+    assert 'src="../_static/mathjax/tex-chtml.js' in page("notebooks/01_background")
+    assert "\\(" in page("notebooks/01_background") or "math notranslate" in page(
+        "notebooks/01_background"
+    )
+
+
+def test_colab_button_opens_the_notebook_on_main():
+    repo = config()["repository"]
+    slug = repo["url"].removeprefix("https://github.com/")
+    for entry in (f for f in toc_files() if f.startswith("notebooks/")):
+        expected = f"https://colab.research.google.com/github/{slug}/blob/main/{entry}.ipynb"
+        assert expected in page(entry), f"{entry}: Colab link missing or wrong"
+
+
+def test_bibliography_renders_citations():
+    html = page("book/bibliography")
+    assert "Distilling the Knowledge" in html or "Adam" in html
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed: no browser check")
+def test_math_renders_in_a_headless_browser_offline():
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/notebooks/01_background.html"
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ]
+        dom = subprocess.run(
+            [_chromium(), *flags, url], capture_output=True, text=True, timeout=120
+        ).stdout
+    finally:
+        server.shutdown()
+    assert "<mjx-container" in dom, "MathJax did not typeset the math"
