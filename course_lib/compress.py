@@ -26,9 +26,28 @@ def _check_model(model: nn.Module) -> None:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters, ``sum_p numel(p)`` (optionally only those with grad)."""
+    """Number of scalar parameters, ``sum_p numel(p)`` (optionally only those with grad).
+
+    The int8 weights and biases of dynamically quantized Linear layers (chapter 3.4) are
+    counted too, although PyTorch stores them as packed buffers, not ``nn.Parameter`` s; they
+    are never trainable, so ``trainable_only=True`` leaves them out.
+    """
     _check_model(model)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    if not trainable_only:
+        total += sum(t.numel() for t in _quantized_tensors(model))
+    return total
+
+
+def _quantized_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Weights (dequantized) and biases of the dynamic int8 Linear layers of ``model``."""
+    tensors = []
+    for module in model.modules():
+        if _is_dynamic_int8_linear(module):
+            tensors.append(module.weight().dequantize())
+            if module.bias() is not None:
+                tensors.append(module.bias())
+    return tensors
 
 
 def flops(model: nn.Module, example_input: torch.Tensor) -> int:
@@ -104,6 +123,7 @@ def count_nonzero(model: nn.Module) -> int:
     ``weight_orig`` plus a ``weight_mask`` buffer (``torch.nn.utils.prune``) or as a
     parametrization (``torch.nn.utils.parametrize``); the *effective* weight is counted then,
     not the stored original. ``count_parameters - count_nonzero`` is what pruning removed.
+    Dynamically quantized int8 Linear layers count their non-zero int8 weights and biases.
     """
     _check_model(model)
     total = 0
@@ -117,7 +137,7 @@ def count_nonzero(model: nn.Module) -> int:
         if parametrize.is_parametrized(module):
             for name in module.parametrizations:
                 total += int(torch.count_nonzero(getattr(module, name).detach()))
-    return total
+    return total + sum(int(torch.count_nonzero(t)) for t in _quantized_tensors(model))
 
 
 def model_size_bytes(model: nn.Module) -> int:

@@ -12,7 +12,13 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 
 class Split(NamedTuple):
@@ -98,15 +104,31 @@ def make_loaders(
     splits: Splits, batch_size: int = 64, seed: int = 0, eval_batch_size: int = 1024
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """``DataLoader``s for the three parts: the training one shuffles with a seeded generator
-    (same seed, same batch order), the others keep their order."""
+    (same seed, same batch order), the others keep their order.
+
+    The data already sit in memory as tensors, so each batch is gathered with one indexing
+    operation (a ``BatchSampler`` hands the loader whole lists of indices) instead of fetching
+    and collating examples one by one — several times faster for small models.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if (
+        isinstance(eval_batch_size, bool)
+        or not isinstance(eval_batch_size, int)
+        or eval_batch_size < 1
+    ):
+        raise ValueError(f"eval_batch_size must be a positive int, got {eval_batch_size!r}")
     generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(
-        TensorDataset(*splits.train), batch_size=batch_size, shuffle=True, generator=generator
-    )
-    val = DataLoader(TensorDataset(*splits.val), batch_size=eval_batch_size)
-    test = DataLoader(TensorDataset(*splits.test), batch_size=eval_batch_size)
+
+    def loader(split: Split, sampler, size: int) -> DataLoader:
+        dataset = TensorDataset(*split)
+        return DataLoader(
+            dataset, sampler=BatchSampler(sampler(dataset), size, drop_last=False), batch_size=None
+        )
+
+    train = loader(splits.train, lambda ds: RandomSampler(ds, generator=generator), batch_size)
+    val = loader(splits.val, SequentialSampler, eval_batch_size)
+    test = loader(splits.test, SequentialSampler, eval_batch_size)
     return train, val, test
 
 

@@ -9,6 +9,7 @@ import textwrap
 def source_markdown(obj) -> str:
     """The source of ``obj`` (function, class or method) as a fenced ``python`` Markdown block,
     headed by the file it lives in, e.g. ``course_lib/optim.py``."""
+    obj = inspect.unwrap(obj)  # see through decorators such as @torch.no_grad()
     try:
         code = inspect.getsource(obj)
         path = inspect.getsourcefile(obj) or "?"

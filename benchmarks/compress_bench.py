@@ -1,0 +1,92 @@
+"""Dense float32 vs int8 dynamic quantization of a wide MLP on this CPU (chapter 3.4).
+
+Prints, in one run, the latency ratio dense / int8 at batch 1 and batch 64 and the measured
+size ratios. Timings on a shared machine are noisy, so each ratio is the median over several
+rounds, and in every round both models are timed back to back (same machine state).
+
+    .venv/bin/python benchmarks/compress_bench.py [--threads 1 2] [--rounds 5] [--repeats 50]
+
+If ``torchao`` is installed, its eager int8 dynamic-activation / int8-weight path is timed too
+(the successor of ``torch.ao.quantization``; the course uses ``torch.ao``, see chapter 3.4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import warnings
+
+import torch
+
+from course_lib import compress, seed_everything
+from course_lib.models import MLP
+from course_lib.parallel import num_threads
+
+
+def ratio_over_rounds(reference, candidate, x, rounds: int, repeats: int) -> tuple[float, float]:
+    """Median over rounds of latency(reference) / latency(candidate); also the reference's
+    median latency in seconds."""
+    ratios, ref_times = [], []
+    for _ in range(rounds):
+        ref = compress.measure_latency(reference, x, warmup=5, repeats=repeats).median
+        cand = compress.measure_latency(candidate, x, warmup=5, repeats=repeats).median
+        ratios.append(ref / cand)
+        ref_times.append(ref)
+    return statistics.median(ratios), statistics.median(ref_times)
+
+
+def torchao_int8(model: torch.nn.Module):
+    """torchao's int8 dynamic quantization of a copy of ``model``, or None if not installed."""
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError:
+        return None
+    clone = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_(clone, Int8DynamicActivationInt8WeightConfig())
+    return clone
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=1024, help="width of the two hidden layers")
+    parser.add_argument("--threads", type=int, nargs="+",
+                        default=sorted({1, torch.get_num_threads()}),
+                        help="intra-op thread counts to measure (default: 1 and all cores)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+
+    seed_everything(0)
+    width = args.hidden
+    dense = MLP(in_features=width, hidden=(width, width), num_classes=10).eval()
+    int8 = compress.quantize_dynamic_int8(dense)
+    ao = torchao_int8(dense)
+    print(f"torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}, "
+          f"MLP {width} -> {width} -> {width} -> 10")  # fmt: skip
+    size = compress.model_size_bytes(dense) / compress.model_size_bytes(int8)
+    weights = compress.linear_weight_bytes(dense) / compress.linear_weight_bytes(int8)
+    print(f"size ratio dense / int8: checkpoint {size:.2f}x, Linear weights {weights:.2f}x")
+    for threads in args.threads:
+        print(f"-- {threads} thread(s)")
+        with num_threads(threads):
+            for batch, target in [(1, 1.5), (64, 2.0)]:
+                x = torch.randn(batch, width)
+                with torch.inference_mode():
+                    err = ((int8(x) - dense(x)).norm() / dense(x).norm()).item()
+                speed, dense_s = ratio_over_rounds(dense, int8, x, args.rounds, args.repeats)
+                verdict = "meets" if speed >= target else "misses"
+                print(f"batch {batch:3d}: dense {dense_s * 1e3:7.3f} ms, int8 (torch.ao) is "
+                      f"{speed:.2f}x faster ({verdict} the {target}x target), "
+                      f"relative output error {err:.1e}")  # fmt: skip
+                if ao is not None:
+                    ao_speed, _ = ratio_over_rounds(dense, ao, x, args.rounds, args.repeats)
+                    print(f"           torchao int8 (eager): {ao_speed:.2f}x the dense speed")
+    if ao is None:
+        print("torchao is not installed: its int8 path was not measured (pip install torchao)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""course_lib.prune against torch.nn.utils.prune and against hand-built smaller models."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.utils.prune as torch_prune
+from torch import nn
+
+from course_lib.models import MLP, SmallCNN
+from course_lib.prune import (
+    get_mask,
+    hidden_widths,
+    iterative_prune,
+    magnitude_prune,
+    make_permanent,
+    neuron_importance,
+    remove_neurons,
+    set_mask,
+    sparsity,
+    sparsity_schedule,
+)
+
+
+def _mlp(seed=0, hidden=(30, 20)):
+    torch.manual_seed(seed)
+    return MLP(in_features=16, hidden=hidden, num_classes=5)
+
+
+def _cnn(seed=0):
+    torch.manual_seed(seed)
+    return SmallCNN(channels=(6, 8))
+
+
+def _weights(model):
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn])
+@pytest.mark.parametrize("amount", [0.0, 0.3, 0.5, 0.9, 1.0])
+def test_global_masks_equal_torch_global_unstructured(make, amount):
+    ours, ref = make(), make()
+    magnitude_prune(ours, amount, scope="global")
+    params = [(m, "weight") for m in ref.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured,
+                                    amount=amount)
+    for w_ours, (m, _) in zip(_weights(ours), params, strict=True):
+        assert torch.equal(w_ours == 0, m.weight == 0)
+        assert torch.equal(w_ours, m.weight)
+
+
+@pytest.mark.parametrize("amount", [0.25, 0.6, 0.95])
+def test_layer_masks_equal_torch_l1_unstructured(amount):
+    ours, ref = _cnn(1), _cnn(1)
+    magnitude_prune(ours, amount, scope="layer")
+    refs = [m for m in ref.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for m_ref, w_ours in zip(refs, _weights(ours), strict=True):
+        torch_prune.l1_unstructured(m_ref, "weight", amount=amount)
+        assert torch.equal(w_ours == 0, m_ref.weight == 0)
+        assert int((w_ours == 0).sum()) == round(amount * w_ours.numel())
+
+
+def test_global_pruning_counts_and_report():
+    model = _mlp()
+    magnitude_prune(model, 0.7)
+    total = sum(w.numel() for w in _weights(model))
+    zeros = sum(int((w == 0).sum()) for w in _weights(model))
+    assert zeros == round(0.7 * total)
+    report = sparsity(model)
+    assert report.overall == pytest.approx(zeros / total)
+    assert [s.weights for s in report.layers] == [w.numel() for w in _weights(model)]
+    assert [s.nonzero for s in report.layers] == [int((w != 0).sum()) for w in _weights(model)]
+    frame = report.to_frame()
+    assert frame.loc["total", "nonzero"] == total - zeros
+
+
+def test_sparsity_of_a_dense_model_is_zero():
+    assert sparsity(_mlp()).overall == 0.0
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-2),
+        lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3, nesterov=True),
+    ],
+    ids=["adam-wd", "adamw", "sgd-momentum"],
+)
+def test_pruned_weights_stay_zero_while_fine_tuning(make_optimizer):
+    torch.manual_seed(0)
+    model = _mlp()
+    x, y = torch.randn(64, 16), torch.randint(0, 5, (64,))
+    # The optimizer exists BEFORE pruning and has momentum / Adam state for every weight:
+    # without a mask in the forward pass these states would revive pruned weights.
+    optimizer = make_optimizer(model.parameters())
+    for _ in range(5):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    magnitude_prune(model, 0.8)
+    zero_before = [(w == 0).clone() for w in _weights(model)]
+    for _ in range(20):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    after = _weights(model)
+    for z, w in zip(zero_before, after, strict=True):
+        assert torch.all(w[z] == 0)
+        assert not torch.equal(w[~z], torch.zeros_like(w[~z]))  # the rest did train
+    make_permanent(model)
+    for z, w in zip(zero_before, _weights(model), strict=True):
+        assert isinstance(w, nn.Parameter) and torch.all(w[z] == 0)
+
+
+def test_pruning_is_monotone_and_masks_only_lose_ones():
+    model = _mlp()
+    magnitude_prune(model, 0.5)
+    first = [get_mask(m).clone() for m in model.modules() if isinstance(m, nn.Linear)]
+    magnitude_prune(model, 0.8)
+    second = [get_mask(m) for m in model.modules() if isinstance(m, nn.Linear)]
+    for a, b in zip(first, second, strict=True):
+        assert torch.all(a | ~b)  # b ⊆ a
+    assert sparsity(model).overall == pytest.approx(0.8, abs=1e-3)
+    magnitude_prune(model, 0.3)  # lower target: nothing comes back
+    assert sparsity(model).overall == pytest.approx(0.8, abs=1e-3)
+
+
+def test_pruned_model_can_be_deep_copied_and_state_dict_roundtrips():
+    model = _mlp()
+    magnitude_prune(model, 0.5)
+    clone = copy.deepcopy(model)
+    x = torch.randn(3, 16)
+    assert torch.equal(clone(x), model(x))
+    fresh = _mlp(seed=5)
+    magnitude_prune(fresh, 0.5)
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh(x), model(x))
+
+
+def test_sparsity_schedule_and_iterative_prune():
+    levels = sparsity_schedule(0.9, 3)
+    assert levels[-1] == pytest.approx(0.9)
+    # each round removes the same fraction of what is left
+    left = [1 - s for s in levels]
+    assert left[1] / left[0] == pytest.approx(left[0])
+    assert left[2] / left[1] == pytest.approx(left[0])
+    model = _mlp()
+    calls = []
+    records = iterative_prune(model, 0.9, 3, fine_tune=lambda m: calls.append(1) or len(calls))
+    assert [r["result"] for r in records] == [1, 2, 3]
+    assert [r["sparsity"] for r in records] == pytest.approx(levels, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda m: magnitude_prune(m, 1.5), "amount"),
+        (lambda m: magnitude_prune(m, -0.1), "amount"),
+        (lambda m: magnitude_prune(m, 0.5, scope="local"), "scope"),
+        (lambda m: remove_neurons(m, 2.0), "amount"),
+        (lambda m: iterative_prune(m, 1.2, 3, lambda _: None), "target"),
+        (lambda m: sparsity_schedule(0.5, 0), "rounds"),
+        (lambda m: neuron_importance(m, importance="gradient"), "importance"),
+        (lambda m: neuron_importance(m, importance="activation"), "inputs"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(call, name):
+    with pytest.raises(ValueError, match=name):
+        call(_mlp())
+
+
+def test_model_without_prunable_layers_raises():
+    for call in (lambda m: magnitude_prune(m, 0.5), sparsity, lambda m: remove_neurons(m, 0.5)):
+        with pytest.raises(ValueError, match="model"):
+            call(nn.Sequential(nn.ReLU(), nn.Flatten()))
+
+
+# --- structured pruning ---------------------------------------------------------------------
+
+
+def test_remove_neurons_matches_hand_built_smaller_mlp():
+    torch.manual_seed(0)
+    model = _mlp(hidden=(8, 6))
+    small = remove_neurons(model, 0.5)
+    assert hidden_widths(small) == [4, 3]
+    # by hand: keep the 4 (resp. 3) rows with the largest L1 norm of weights + |bias|
+    fc1, fc2, fc3 = (m for m in model if isinstance(m, nn.Linear))
+    k1 = torch.sort(torch.topk(fc1.weight.abs().sum(1) + fc1.bias.abs(), 4).indices).values
+    k2 = torch.sort(torch.topk(fc2.weight.abs().sum(1) + fc2.bias.abs(), 3).indices).values
+    x = torch.rand(10, 16)
+    h = torch.relu(x @ fc1.weight[k1].T + fc1.bias[k1])
+    h = torch.relu(h @ fc2.weight[k2][:, k1].T + fc2.bias[k2])
+    expected = h @ fc3.weight[:, k2].T + fc3.bias
+    torch.testing.assert_close(small(x), expected)
+
+
+def test_remove_neurons_keeps_outputs_when_removed_units_were_zero_mlp():
+    model = _mlp(hidden=(40, 20))
+    fc1, fc2, _ = (m for m in model if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        dead1, dead2 = torch.randperm(40)[:20], torch.randperm(20)[:10]
+        fc1.weight[dead1] = 0
+        fc1.bias[dead1] = 0
+        fc2.weight[dead2] = 0
+        fc2.bias[dead2] = 0
+    small = remove_neurons(model, 0.5)
+    assert hidden_widths(small) == [20, 10]
+    x = torch.rand(32, 16)
+    torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
+    n_small = sum(p.numel() for p in small.parameters())
+    assert n_small == (16 * 20 + 20) + (20 * 10 + 10) + (10 * 5 + 5)
+
+
+def test_remove_neurons_keeps_outputs_when_removed_channels_were_zero_cnn():
+    model = _cnn(3)
+    conv1, conv2 = (m for m in model if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        conv1.weight[[0, 2, 5]] = 0
+        conv1.bias[[0, 2, 5]] = 0
+        conv2.weight[[1, 3, 4, 7]] = 0
+        conv2.bias[[1, 3, 4, 7]] = 0
+    small = remove_neurons(model, 0.5)
+    assert hidden_widths(small) == [3, 4]
+    linear = small[-1]
+    assert linear.in_features == 4 * 2 * 2
+    x = torch.rand(7, 1, 8, 8)
+    torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_remove_neurons_on_masked_model_returns_dense_model_and_leaves_input_alone():
+    model = _mlp()
+    magnitude_prune(model, 0.5)
+    before = copy.deepcopy(model.state_dict())
+    small = remove_neurons(model, 0.25)
+    assert all(isinstance(m.weight, nn.Parameter) for m in small if isinstance(m, nn.Linear))
+    assert not any("parametrizations" in k for k in small.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert hidden_widths(small) == [30 - round(0.25 * 30), 20 - 5]
+
+
+def test_activation_importance_equals_mean_abs_preactivation():
+    model = _mlp()
+    x = torch.rand(50, 16)
+    scores = neuron_importance(model, "activation", x)
+    fc1 = model[1]
+    torch.testing.assert_close(scores[0], (x @ fc1.weight.T + fc1.bias).abs().mean(0))
+    small = remove_neurons(model, 0.5, importance="activation", inputs=x)
+    assert hidden_widths(small) == [15, 10]
+
+
+def test_remove_neurons_amount_one_keeps_one_unit_and_zero_keeps_all():
+    model = _mlp()
+    assert hidden_widths(remove_neurons(model, 1.0)) == [1, 1]
+    x = torch.rand(4, 16)
+    torch.testing.assert_close(remove_neurons(model, 0.0)(x), model(x))
+
+
+def test_make_permanent_on_a_copy_leaves_the_original_masked_model_working():
+    # torch's remove_parametrizations would delete `weight` from the class a deepcopy shares
+    model = _mlp()
+    magnitude_prune(model, 0.6)
+    clone = copy.deepcopy(model)
+    make_permanent(clone)
+    x = torch.rand(5, 16)
+    assert torch.equal(clone(x), model(x))
+    assert sparsity(model).overall == pytest.approx(0.6, abs=1e-3)
+    assert type(clone[1]) is nn.Linear and "parametrizations" not in dict(clone[1].named_children())
+
+
+def test_iterative_prune_continues_from_the_current_sparsity():
+    model = _mlp()
+    iterative_prune(model, 0.5, 2, fine_tune=lambda m: None)
+    records = iterative_prune(model, 0.875, 2, fine_tune=lambda m: None)
+    # remaining weights: 0.5 → 0.25 → 0.125, each round halving what is left
+    assert [r["sparsity"] for r in records] == pytest.approx([0.75, 0.875], abs=1e-3)
+    assert sparsity_schedule(0.875, 2, start=0.5) == pytest.approx([0.75, 0.875])
+    with pytest.raises(ValueError, match="start"):
+        sparsity_schedule(0.5, 2, start=0.6)
+
+
+def test_set_mask_copies_a_mask_onto_another_network():
+    source, target = _mlp(0), _mlp(1)
+    magnitude_prune(source, 0.7)
+    for (_, a), (_, b) in zip(_named(source), _named(target), strict=True):
+        set_mask(b, get_mask(a))
+        assert torch.all(b.weight[~get_mask(a)] == 0)
+    assert sparsity(target).overall == pytest.approx(0.7, abs=1e-3)
+    with pytest.raises(ValueError, match="mask"):
+        set_mask(target[1], torch.ones(3, 3))
+
+
+def _named(model):
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
