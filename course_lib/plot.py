@@ -357,7 +357,10 @@ def plot_image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
     nrows = -(-len(images) // ncols)
     use_style()
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(1.6 * ncols, 1.6 * nrows + (0.3 if title else 0)), squeeze=False
+        nrows,
+        ncols,
+        figsize=(1.6 * ncols, (1.9 if titles else 1.6) * nrows + (0.4 if title else 0)),
+        squeeze=False,
     )
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()

@@ -1,0 +1,108 @@
+"""Data pipeline costs on this CPU (chapter 3.3).
+
+1. Augmentation: ``course_lib.augment.random_affine`` (one random affine per image, the whole
+   batch in one ``grid_sample``) against torchvision's ``v2.RandomAffine`` applied image by
+   image (the usual per-sample Dataset transform), same kind of transform. Prints the time ratio.
+2. Sparse × dense matrix product: CSR time / dense time against density for a few matrix sizes,
+   and the density where the ratio crosses 1 (log–log fit of the ratios between 0.1 and 10).
+
+Each ratio is the median over ``--rounds`` rounds in which both variants run back to back.
+
+    .venv/bin/python benchmarks/data_bench.py [--threads 1] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+from course_lib import augment, data, seed_everything
+
+
+def seconds(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def augmentation_ratio(images: torch.Tensor, rounds: int) -> tuple[float, float]:
+    """Median over rounds of time(torchvision per image) / time(course_lib batched); also the
+    batched time in ms."""
+    generator = torch.Generator().manual_seed(0)
+    tv = v2.RandomAffine(
+        degrees=15,
+        translate=(0.1, 0.1),
+        scale=(0.9, 1.1),
+        interpolation=v2.InterpolationMode.BILINEAR,
+    )
+    ratios, ours_ms = [], []
+    for _ in range(rounds):
+        ours = seconds(
+            lambda: augment.random_affine(
+                images, degrees=15.0, scale=(0.9, 1.1), translate=0.1, generator=generator
+            )
+        )
+        theirs = seconds(lambda: augment.apply_pipeline(tv, images), repeats=3)
+        ratios.append(theirs / ours)
+        ours_ms.append(1e3 * ours)
+    return statistics.median(ratios), statistics.median(ours_ms)
+
+
+def sparse_crossover(n: int, densities: list[float], rounds: int) -> tuple[float, list[float]]:
+    B = torch.randn(n, 64)
+    ratios = []
+    for density in densities:
+        A = data.random_sparse_matrix(n, n, density, seed=0)
+        csr = data.to_sparse(A, "csr")
+        per_round = [
+            data.matmul_seconds(csr, B, 5) / data.matmul_seconds(A, B, 5) for _ in range(rounds)
+        ]
+        ratios.append(statistics.median(per_round))
+    r = np.array(ratios)
+    near = (r > 0.1) & (r < 10)
+    if near.sum() < 2:
+        return float("nan"), ratios
+    b, a = np.polyfit(np.log(np.array(densities)[near]), np.log(r[near]), deg=1)
+    return float(np.exp(-a / b)), ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    seed_everything(0)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, rounds {args.rounds}")
+
+    digits = data.load_digits_tensors(as_images=True)[0][:256]
+    photo = v2.functional.resize(data.load_sample_photo(), [128, 192], antialias=True)
+    photos = torch.stack([photo] * 32)
+    print("\n1. random affine augmentation: torchvision per image / course_lib batched")
+    for name, images in (("256 digits 8×8", digits), ("32 photos 3×128×192", photos)):
+        ratio, ms = augmentation_ratio(images, args.rounds)
+        print(f"   {name:22s} course_lib {ms:7.2f} ms   ratio {ratio:6.1f}×")
+
+    densities = [0.001, 0.003, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.5]
+    print("\n2. CSR time / dense time for an n×n by n×64 product")
+    print("   density " + " ".join(f"{d:>6.3f}" for d in densities))
+    for n in (512, 1024, 2048):
+        crossover, ratios = sparse_crossover(n, densities, args.rounds)
+        print(
+            f"   n={n:<5d} "
+            + " ".join(f"{r:6.2f}" for r in ratios)
+            + f"   crossover ≈ {crossover:.0%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
