@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text bar: no widget warning in notebooks
 
 from course_lib.device import select_device
 from course_lib.train import History, default_progress, evaluate

@@ -317,13 +317,15 @@ def plot_sweep(
     ylabel: str = "validation accuracy",
     logx: bool = True,
     ax=None,
+    label: str = "distilled student",
 ):
     """Mean ± std of a metric over seeds against a hyper-parameter (e.g. the distillation
-    temperature, chapter 3.2), with horizontal reference lines (``label → value``)."""
+    temperature, chapter 3.2; the speed-up of pruning against batch size, chapter 8), with
+    horizontal reference lines (``label → value``); ``label`` names the measured curve."""
     if not len(xs) == len(means) == len(stds):
         raise ValueError("xs, means and stds must have the same length")
     fig, ax = _axes(ax)
-    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label="distilled student")
+    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
     for i, (label, value) in enumerate((references or {}).items()):
         ax.axhline(value, linestyle=["--", ":", "-."][i % 3], color=f"C{i + 1}", label=label)
     if logx:
