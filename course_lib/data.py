@@ -100,39 +100,38 @@ def load_digits_split(
     return train_val_test_split(X, y, val_size=val_size, test_size=test_size, seed=seed)
 
 
+def batch_loader(
+    split: Split, batch_size: int = 64, shuffle: bool = True, seed: int = 0
+) -> DataLoader:
+    """A ``DataLoader`` over one in-memory split that gathers each mini-batch with a single
+    indexing operation (a ``BatchSampler`` hands the loader whole lists of indices) instead of
+    fetching and collating examples one by one — several times faster for small models.
+    With ``shuffle=True`` the order comes from a generator seeded with ``seed``: same seed,
+    same batches (chapters 1 and 3.2)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    dataset = TensorDataset(*split)
+    if shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(
+        dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
+    )
+
+
 def make_loaders(
     splits: Splits, batch_size: int = 64, seed: int = 0, eval_batch_size: int = 1024
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """``DataLoader``s for the three parts: the training one shuffles with a seeded generator
-    (same seed, same batch order), the others keep their order.
-
-    The data already sit in memory as tensors, so each batch is gathered with one indexing
-    operation (a ``BatchSampler`` hands the loader whole lists of indices) instead of fetching
-    and collating examples one by one — several times faster for small models.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if (
-        isinstance(eval_batch_size, bool)
-        or not isinstance(eval_batch_size, int)
-        or eval_batch_size < 1
-    ):
-        raise ValueError(f"eval_batch_size must be a positive int, got {eval_batch_size!r}")
-    generator = torch.Generator().manual_seed(seed)
-
-    def loader(split: Split, sampler, size: int) -> DataLoader:
-        dataset = TensorDataset(*split)
-        return DataLoader(
-            dataset, sampler=BatchSampler(sampler(dataset), size, drop_last=False), batch_size=None
-        )
-
-    train = loader(splits.train, lambda ds: RandomSampler(ds, generator=generator), batch_size)
-    val = loader(splits.val, SequentialSampler, eval_batch_size)
-    test = loader(splits.test, SequentialSampler, eval_batch_size)
+    """Loaders for the three parts (see :func:`batch_loader`): the training one shuffles with
+    a seeded generator (same seed, same batch order), the others keep their order."""
+    train = batch_loader(splits.train, batch_size, shuffle=True, seed=seed)
+    try:
+        val = batch_loader(splits.val, eval_batch_size, shuffle=False)
+        test = batch_loader(splits.test, eval_batch_size, shuffle=False)
+    except ValueError as err:
+        raise ValueError(str(err).replace("batch_size", "eval_batch_size")) from None
     return train, val, test
-
-
-# --- chapter 3.3: preprocessing, subsampling, sparse data, more offline datasets ---------------
 
 
 def _check_tensor(name: str, X) -> torch.Tensor:

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int) -> int:
+def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and PyTorch (CPU and every GPU) with ``seed``.
 
     Same seed, same numbers: every notebook calls this first so that the figures the prose
-    quotes are reproducible. Returns the seed so it can be logged.
+    quotes are reproducible. Returns nothing, so a notebook cell ending with it shows no output.
 
     Raises ``TypeError`` if ``seed`` is not an ``int`` and ``ValueError`` if it is outside
     ``[0, 2**32 - 1]`` (NumPy's range).
@@ -26,4 +26,3 @@ def seed_everything(seed: int) -> int:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-    return seed

@@ -245,3 +245,15 @@ def test_plot_history_draws_train_and_val():
 def test_source_markdown_shows_the_real_code():
     text = source_markdown(course_lib.seed_everything)
     assert "course_lib/seed.py" in text and "torch.manual_seed(seed)" in text
+
+
+def test_batch_loader_yields_whole_batches_in_order_or_shuffled():
+    split = data.Split(torch.arange(10.0)[:, None], torch.arange(10))
+    ordered = [y.tolist() for _, y in data.batch_loader(split, 4, shuffle=False)]
+    assert ordered == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    shuffled = [y for _, y in data.batch_loader(split, 4, seed=3)]
+    again = [y for _, y in data.batch_loader(split, 4, seed=3)]
+    assert all(torch.equal(a, b) for a, b in zip(shuffled, again))
+    assert sorted(torch.cat(shuffled).tolist()) == list(range(10))
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        data.make_loaders(data.load_digits_split(), eval_batch_size=0)
