@@ -1,0 +1,283 @@
+"""Measuring a model's cost and shrinking it (chapter 1; compression in chapter 3.4).
+
+Chapter 1: parameters, FLOPs, latency. Chapter 3.4: non-zero counts, serialized size, int8
+quantization written from the formula (:func:`quantize_int8`) and PyTorch's int8 kernels
+(:func:`quantize_dynamic_int8`).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import statistics
+import time
+import warnings
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _check_model(model: nn.Module) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters, ``sum_p numel(p)`` (optionally only those with grad).
+
+    The int8 weights and biases of dynamically quantized Linear layers (chapter 3.4) are
+    counted too, although PyTorch stores them as packed buffers, not ``nn.Parameter`` s; they
+    are never trainable, so ``trainable_only=True`` leaves them out.
+    """
+    _check_model(model)
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    if not trainable_only:
+        total += sum(t.numel() for t in _quantized_tensors(model))
+    return total
+
+
+def _quantized_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Weights (dequantized) and biases of the dynamic int8 Linear layers of ``model``."""
+    tensors = []
+    for module in model.modules():
+        if _is_dynamic_int8_linear(module):
+            tensors.append(module.weight().dequantize())
+            if module.bias() is not None:
+                tensors.append(module.bias())
+    return tensors
+
+
+def flops(model: nn.Module, example_input: torch.Tensor) -> int:
+    """Floating-point operations of one forward pass on ``example_input``, counted by
+    ``torch.utils.flop_counter`` (a multiply-add counts as 2 FLOPs: a ``Linear(m, n)`` on a
+    batch of ``b`` costs ``2·b·m·n``)."""
+    _check_model(model)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(example_input)
+    return int(counter.get_total_flops())
+
+
+class Latency(NamedTuple):
+    """Wall-clock time of one forward pass in seconds: median and interquartile spread."""
+
+    median: float
+    q1: float
+    q3: float
+    repeats: int
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def measure_latency(
+    model: nn.Module, example_input: torch.Tensor, warmup: int = 10, repeats: int = 50
+) -> Latency:
+    """Median latency of ``model(example_input)`` under ``torch.inference_mode``.
+
+    ``warmup`` untimed calls first (caches, allocator, lazy initialisation), then ``repeats``
+    timed calls; on a GPU the device is synchronised before reading the clock, since kernels
+    run asynchronously. The median and quartiles resist the noise of a shared machine.
+    """
+    _check_model(model)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 3:
+        raise ValueError(f"repeats must be an int >= 3, got {repeats!r}")
+    device = example_input.device
+    was_training = model.training
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(example_input)
+        _synchronize(device)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(example_input)
+            _synchronize(device)
+            times.append(time.perf_counter() - start)
+    model.train(was_training)
+    q1, median, q3 = statistics.quantiles(times, n=4)
+    return Latency(median=statistics.median(times), q1=q1, q3=q3, repeats=repeats)
+
+
+# --- chapter 3.4: size, sparsity and int8 quantization ----------------------------------------
+
+
+def count_nonzero(model: nn.Module) -> int:
+    """Number of parameter entries that are not exactly zero, ``sum_p ||p||_0``.
+
+    After pruning (chapter 3.2) a weight is ``w = w_orig ⊙ mask``, stored either as
+    ``weight_orig`` plus a ``weight_mask`` buffer (``torch.nn.utils.prune``) or as a
+    parametrization (``torch.nn.utils.parametrize``); the *effective* weight is counted then,
+    not the stored original. ``count_parameters - count_nonzero`` is what pruning removed.
+    Dynamically quantized int8 Linear layers count their non-zero int8 weights and biases.
+    """
+    _check_model(model)
+    total = 0
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # its ``original`` is counted through the module that owns it
+        for name, param in module.named_parameters(recurse=False):
+            if name.endswith("_orig") and hasattr(module, name[: -len("_orig")]):
+                param = getattr(module, name[: -len("_orig")])  # pruned: w_orig * mask
+            total += int(torch.count_nonzero(param.detach()))
+        if parametrize.is_parametrized(module):
+            for name in module.parametrizations:
+                total += int(torch.count_nonzero(getattr(module, name).detach()))
+    return total + sum(int(torch.count_nonzero(t)) for t in _quantized_tensors(model))
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Size in bytes of ``torch.save(model.state_dict())``: what a checkpoint costs on disk.
+
+    It counts every tensor at its real width (4 bytes per float32, 1 per int8) plus the small
+    overhead of the file format, so an int8-quantized model (chapter 3.4) shows its true saving.
+    """
+    _check_model(model)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+class QuantizedTensor(NamedTuple):
+    """Symmetric per-channel int8 quantization of a tensor (chapter 3.4).
+
+    ``values`` are int8 in ``[-127, 127]``; ``scale`` holds one float32 per slice along ``axis``
+    (shaped to broadcast against ``values``), so that ``w ≈ values · scale``.
+    """
+
+    values: torch.Tensor
+    scale: torch.Tensor
+    axis: int
+
+    @property
+    def nbytes(self) -> int:
+        """Storage of the int8 values plus the float32 scales."""
+        return self.values.numel() * self.values.element_size() + self.scale.numel() * 4
+
+
+def quantize_int8(weight: torch.Tensor, axis: int = 0) -> QuantizedTensor:
+    """Symmetric per-channel int8 quantization, written from the formula (Jacob et al. 2018).
+
+    For each slice ``c`` along ``axis`` (each output row of a ``Linear`` weight by default)::
+
+        s_c = max |w_c| / 127          q = clamp(round(w / s_c), -127, 127)      (int8)
+
+    The zero point is 0 (symmetric), and ``-128`` is never used so that ``q`` and ``-q`` are both
+    representable. Dequantizing gives ``ŵ = q · s_c`` and, because rounding moves a value by at
+    most half a step, ``|w - ŵ| ≤ s_c / 2`` for every entry. A slice that is all zeros gets
+    ``s_c = 1`` (any scale represents it exactly).
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
+    if weight.ndim == 0:
+        raise ValueError("weight must have at least one dimension")
+    ndim = weight.ndim
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
+        raise ValueError(f"axis must be an int in [{-ndim}, {ndim - 1}], got {axis!r}")
+    if not torch.isfinite(weight).all():
+        raise ValueError("weight must contain only finite values")
+    axis = axis % weight.ndim
+    w = weight.detach().float()
+    other_dims = [d for d in range(w.ndim) if d != axis]
+    max_abs = w.abs().amax(dim=other_dims, keepdim=True) if other_dims else w.abs()
+    scale = torch.where(max_abs > 0, max_abs / 127.0, torch.ones_like(max_abs))
+    values = torch.clamp(torch.round(w / scale), -127, 127).to(torch.int8)
+    return QuantizedTensor(values=values, scale=scale, axis=axis)
+
+
+def dequantize(quantized: QuantizedTensor) -> torch.Tensor:
+    """Float32 approximation ``ŵ = q · s`` of a tensor quantized by :func:`quantize_int8`."""
+    if not isinstance(quantized, QuantizedTensor):
+        raise TypeError(f"quantized must be a QuantizedTensor, got {type(quantized).__name__}")
+    return quantized.values.float() * quantized.scale
+
+
+def fake_quantize_int8(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose ``Linear`` and ``Conv`` weights are replaced by
+    ``dequantize(quantize_int8(w))``: same float32 arithmetic, int8 *precision*.
+
+    This shows what rounding every weight to 255 levels per output channel does to accuracy,
+    separately from any speed gain (which needs real int8 kernels: :func:`quantize_dynamic_int8`).
+    """
+    _check_model(model)
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in clone.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                module.weight.copy_(dequantize(quantize_int8(module.weight, axis=0)))
+    return clone
+
+
+def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every ``nn.Linear`` replaced by PyTorch's *dynamic* int8 Linear
+    (chapter 3.4): weights stored as int8, activations quantized on the fly per batch, the
+    matrix product run by int8 CPU kernels (fbgemm / oneDNN), the result returned in float32.
+
+    It uses ``torch.ao.quantization.quantize_dynamic``. That API prints a deprecation warning
+    in recent PyTorch releases (its successor is the separate ``torchao`` package); this course
+    keeps it on purpose because on a CPU without int8 matrix instructions torchao's eager int8
+    path was measured *slower* than float32 while this one is faster
+    (``benchmarks/compress_bench.py`` measures both). Those two known warnings are silenced
+    here, and the chapter explains them. If a future PyTorch removes the API, this raises
+    ``RuntimeError`` rather than silently returning an unquantized model. CPU only.
+    """
+    _check_model(model)
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise ValueError("model must be on the CPU: dynamic int8 kernels are CPU kernels")
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError as err:  # pragma: no cover - depends on the installed PyTorch
+        raise RuntimeError(
+            "torch.ao.quantization.quantize_dynamic is not available in this PyTorch "
+            f"({torch.__version__}); use torchao's quantize_ API instead"
+        ) from err
+    clone = copy.deepcopy(model).eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor.*deprecated")
+        quantized = quantize_dynamic(clone, {nn.Linear}, dtype=torch.qint8)
+    if not any(_is_dynamic_int8_linear(m) for m in quantized.modules()):
+        raise RuntimeError("quantize_dynamic found no nn.Linear layer to quantize")
+    return quantized
+
+
+def _is_dynamic_int8_linear(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("torch.ao.nn.quantized.dynamic") and hasattr(
+        module, "weight"
+    )
+
+
+def linear_weight_bytes(model: nn.Module) -> int:
+    """Bytes taken by the weight matrices of the model's ``Linear`` layers (biases excluded).
+
+    A float ``nn.Linear`` costs ``numel · element_size`` (4 bytes per float32 weight); a dynamic
+    int8 Linear from :func:`quantize_dynamic_int8` costs 1 byte per weight plus its quantization
+    parameters (one float32 scale and one int32 zero point per tensor or per channel).
+    """
+    _check_model(model)
+    total = 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            total += module.weight.numel() * module.weight.element_size()
+        elif _is_dynamic_int8_linear(module):
+            w = module.weight()
+            per_tensor = w.qscheme() == torch.per_tensor_affine
+            groups = 1 if per_tensor else w.q_per_channel_scales().numel()
+            total += w.numel() * w.element_size() + groups * 8
+    return total
