@@ -435,7 +435,7 @@ def load_mnist1d(num_samples: int = 4000, seed: int = 42, train_split: float = 0
 
 # Optional downloads for readers online: the reading code is tested offline on tiny files.
 TORCHVISION_DATASETS = {
-    "mnist": ("MNIST", "yann.lecun.com", 80),
+    "mnist": ("MNIST", "ossci-datasets.s3.amazonaws.com", 443),  # torchvision's first mirror
     "fashion_mnist": ("FashionMNIST", "fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
     "cifar10": ("CIFAR10", "www.cs.toronto.edu", 443),
 }
