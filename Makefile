@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements-installed
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: book test setup lint unit nbval book-check strip clean
+.PHONY: book test setup lint unit nbval book-check browser strip clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 unit: setup
-	$(PY) -m pytest -m "not book" tests
+	$(PY) -m pytest -m "not book and not browser" tests
 
 nbval: setup
 	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(NOTEBOOKS)
@@ -35,7 +35,12 @@ nbval: setup
 book-check: setup
 	$(PY) -m pytest -m book tests
 
-test: lint unit nbval book book-check
+# The built site in Debian's headless Chromium (Playwright drives it; no browser download):
+# every TOC page, console errors, images, internal links, MathJax; screenshots in _build/screenshots.
+browser: setup
+	$(PY) -m pytest -p no:cacheprovider -s -m browser tests
+
+test: lint unit nbval book book-check browser
 
 # Strip outputs and execution counts from every notebook (they are committed clean).
 strip: setup

@@ -12,6 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     config.addinivalue_line("markers", "book: checks of the built book (run after `make book`)")
     config.addinivalue_line("markers", "slow: tests that take more than a few seconds")
+    config.addinivalue_line(
+        "markers", "browser: the built book in headless Chromium (`make browser`)"
+    )
+    config.addinivalue_line(
+        "markers", "repro: notebooks executed twice must report identical numbers (`make repro`)"
+    )
 
 
 @pytest.fixture(scope="session")

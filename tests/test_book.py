@@ -1,13 +1,9 @@
-"""Checks of the built book (`make book` first). Marked ``book``: `make test` runs them last."""
+"""Checks of the HTML files of the built book (`make book` first), marked ``book``. The same
+pages are opened in a real browser by tests/test_browser.py (marked ``browser``)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import re
-import shutil
-import subprocess
-import threading
 
 import pytest
 from notebook_rules import ROOT, config, toc_files
@@ -65,34 +61,3 @@ def test_colab_button_opens_the_notebook_on_main():
 def test_bibliography_renders_citations():
     html = page("book/bibliography")
     assert "Distilling the Knowledge" in html or "Adam" in html
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="chromium not installed: no browser check")
-def test_math_renders_in_a_headless_browser_offline():
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/notebooks/01_background.html"
-        flags = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-        ]
-        dom = subprocess.run(
-            [_chromium(), *flags, url], capture_output=True, text=True, timeout=120
-        ).stdout
-    finally:
-        server.shutdown()
-    assert "<mjx-container" in dom, "MathJax did not typeset the math"

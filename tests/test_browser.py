@@ -1,0 +1,217 @@
+"""The built book in a real browser: Debian's headless Chromium driven by Playwright.
+
+The site in ``_build/html`` is served on 127.0.0.1 and every page of the TOC is opened. A page
+passes when it loads with no console error, no failed or external request, no broken image and
+no broken internal link (target file and ``#anchor``); when its math was typeset by the MathJax
+served from the site (no raw ``$$``, no MathJax error node); and, for a chapter, when its code
+cells and outputs are visible and its exercise solutions are hidden. A full-page screenshot of
+every page is saved under ``_build/screenshots/``. Run it after ``make book`` (``make browser``).
+
+Chromium comes from the system (Debian: ``apt-get install chromium``), never from a download.
+Without it the test fails with that instruction; ``COURSE_SKIP_BROWSER=1`` skips it instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+from notebook_rules import ROOT, toc_files
+
+pytestmark = pytest.mark.browser
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM_FLAGS = [  # as on this machine's probe: no background traffic on a closed network
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = toc_files()
+
+
+def chromium_path() -> str | None:
+    found = os.environ.get("COURSE_CHROMIUM") or shutil.which("chromium")
+    return found or shutil.which("chromium-browser")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def site():
+    """Serve _build/html on a free port of 127.0.0.1; yield its base URL."""
+    if not (HTML / "index.html").is_file():
+        pytest.fail("the book is not built: run `make book` before the browser test")
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if os.environ.get("COURSE_SKIP_BROWSER") == "1":
+        pytest.skip("COURSE_SKIP_BROWSER=1: the real-browser test is skipped")
+    executable = chromium_path()
+    if executable is None:
+        pytest.fail(
+            "Chromium is not installed: `apt-get install -y chromium` (Debian/Ubuntu), "
+            "or set COURSE_CHROMIUM=/path/to/chrome, or COURSE_SKIP_BROWSER=1 to skip"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+    print(f"\nbrowser test: {len(PAGES)} pages in {time.perf_counter() - started:.1f} s")
+
+
+@functools.cache
+def _anchors(path: Path) -> frozenset[str]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return frozenset(re.findall(r'\bid="([^"]+)"', text))
+
+
+def broken_internal_link(href: str, page_url: str, base: str) -> str | None:
+    """Why ``href`` (as written on the page at ``page_url``) is broken, or None if it is not."""
+    absolute = urljoin(page_url, href)
+    if not absolute.startswith(base):
+        return None  # external: not followed offline
+    parts = urlsplit(absolute)
+    target = HTML / unquote(parts.path.removeprefix(urlsplit(base).path))
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_file():
+        return f"{href}: no file {target.relative_to(HTML)}"
+    fragment = unquote(parts.fragment)
+    if fragment and target.suffix == ".html" and fragment not in _anchors(target):
+        return f"{href}: no element id={fragment!r} in {target.relative_to(HTML)}"
+    return None
+
+
+MATH_STATE = """async () => {
+  const mathNodes = document.querySelectorAll('.math, .amsmath, div.math, span.math');
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+    if (MathJax.typesetPromise) { await MathJax.typesetPromise(); }
+  }
+  // prose only: code listings (e.g. docstrings shown by show_source) may contain TeX
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+    acceptNode: n => n.parentElement.closest('pre, code, script, style, mjx-container, textarea')
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT });
+  let text = '';
+  while (walker.nextNode()) { text += walker.currentNode.nodeValue; }
+  return {
+    mathNodes: mathNodes.length,
+    typeset: document.querySelectorAll('mjx-container').length,
+    errors: document.querySelectorAll('mjx-merror').length,
+    rawDisplay: (text.match(/\\$\\$/g) || []).length,
+    rawInline: (text.match(/\\\\\\(|\\\\\\[/g) || []).length,
+    mathjaxSrc: Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s)),
+  };
+}"""
+
+IMAGES = """async () => {
+  const images = Array.from(document.images);
+  images.forEach(img => { img.loading = 'eager'; });
+  await Promise.all(images.map(img => img.complete ? null :
+      new Promise(done => { img.onload = img.onerror = done; })));
+  return images.filter(img => !(img.complete && img.naturalWidth > 0))
+               .map(img => img.getAttribute('src'));
+}"""
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_renders_in_a_real_browser(entry, site, browser):
+    page_url = urljoin(site, f"{entry}.html")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+
+    def local_only(route):
+        if route.request.url.startswith(site) or route.request.url.startswith("data:"):
+            return route.continue_()
+        problems.append(f"external request: {route.request.url}")
+        return route.abort()
+
+    page.route("**/*", local_only)
+    try:
+        response = page.goto(page_url, wait_until="load")
+        assert response is not None and response.ok, f"{entry}: HTTP {response and response.status}"
+        page.wait_for_load_state("networkidle")
+
+        problems += [f"broken image: {src}" for src in page.evaluate(IMAGES)]
+
+        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(a => a.getAttribute('href'))")
+        for href in set(hrefs):
+            if href.startswith(("mailto:", "javascript:")):
+                continue
+            why = broken_internal_link(href, page_url, site)
+            if why:
+                problems.append(f"broken link: {why}")
+
+        math = page.evaluate(MATH_STATE)
+        if math["mathNodes"]:
+            if not math["mathjaxSrc"] or not all(s.startswith(site) for s in math["mathjaxSrc"]):
+                problems.append(f"MathJax not served by the site: {math['mathjaxSrc']}")
+            if math["typeset"] < math["mathNodes"]:
+                problems.append(f"math typeset {math['typeset']} of {math['mathNodes']} nodes")
+        if math["errors"]:
+            problems.append(f"{math['errors']} MathJax error nodes")
+        if math["rawDisplay"] or math["rawInline"]:
+            problems.append(f"raw TeX delimiters in the text: {math}")
+
+        if entry.startswith("notebooks/"):
+            inputs = page.locator("div.cell:not(.tag_hide-cell) div.cell_input")
+            outputs = page.locator("div.cell:not(.tag_hide-cell) div.cell_output")
+            if inputs.count() == 0 or not inputs.first.is_visible():
+                problems.append("no visible code cell")
+            if outputs.count() == 0 or not any(
+                outputs.nth(i).is_visible() for i in range(min(outputs.count(), 5))
+            ):
+                problems.append("no visible cell output")
+            hidden = page.locator("div.cell.tag_hide-cell div.cell_input")
+            for i in range(hidden.count()):
+                if hidden.nth(i).is_visible():
+                    problems.append(f"solution cell {i} is shown before it is opened")
+
+        name = entry.replace("/", "__") + ".png"
+        page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    finally:
+        page.close()
+    assert not problems, f"{entry}:\n  " + "\n  ".join(problems)
+
+
+def test_exercise_solution_opens_on_click(site, browser):
+    """Hidden solutions are one click away: the first one becomes visible when opened."""
+    page = browser.new_page()
+    try:
+        page.goto(urljoin(site, "notebooks/03_1_parameters.html"), wait_until="load")
+        solution = page.locator("div.cell.tag_hide-cell").first
+        code = solution.locator("div.cell_input")
+        assert not code.is_visible()
+        solution.locator("summary").first.click()
+        code.wait_for(state="visible", timeout=5000)
+        assert code.is_visible()
+    finally:
+        page.close()
