@@ -42,8 +42,12 @@ PAGES = toc_files()
 
 
 def chromium_path() -> str | None:
-    found = os.environ.get("COURSE_CHROMIUM") or shutil.which("chromium")
-    return found or shutil.which("chromium-browser")
+    chosen = os.environ.get("COURSE_CHROMIUM")
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            pytest.fail(f"COURSE_CHROMIUM={chosen!r} is not an executable file")
+        return chosen
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
