@@ -16,6 +16,8 @@ Images are float tensors ``(C, H, W)`` or batches ``(N, C, H, W)``.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -32,7 +34,19 @@ def _check_images(images) -> torch.Tensor:
         )
     if not images.is_floating_point():
         raise TypeError(f"images must be a floating-point tensor, got {images.dtype}")
+    if images.numel() == 0:
+        raise ValueError(f"images must hold at least one pixel, got shape {tuple(images.shape)}")
     return images
+
+
+def _finite_number(name: str, value) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
 
 
 def affine_theta(
@@ -57,13 +71,16 @@ def affine_theta(
     (with ``y`` pointing down, this ``R(-θ)`` is the inverse of a counter-clockwise turn), then
     rescaled to the ``[-1, 1]`` coordinates of ``affine_grid`` (``x / (W/2)``, ``y / (H/2)``).
     """
-    if not isinstance(scale, (int, float)) or scale <= 0:
+    angle = _finite_number("angle", angle)
+    if not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if len(translate) != 2:
+    if not isinstance(translate, (tuple, list)) or len(translate) != 2:
         raise ValueError(f"translate must be a pair (tx, ty) in pixels, got {translate!r}")
+    translate = (_finite_number("translate[0]", translate[0]),
+                 _finite_number("translate[1]", translate[1]))  # fmt: skip
     return _theta_batch(
         torch.tensor([float(angle)]),
         torch.tensor([float(scale)]),
@@ -100,6 +117,8 @@ def affine_resample(images: torch.Tensor, theta: torch.Tensor, mode: str = "bili
     images = _check_images(images)
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if not isinstance(theta, torch.Tensor):
+        raise TypeError(f"theta must be a torch.Tensor of shape (2, 3), got {type(theta).__name__}")
     single = images.ndim == 3
     batch = images.unsqueeze(0) if single else images
     n = batch.shape[0]
@@ -186,13 +205,26 @@ def make_pipeline(
     digits)."""
     if not isinstance(degrees, (int, float)) or not 0 <= degrees <= 180:
         raise ValueError(f"degrees must be in [0, 180], got {degrees!r}")
+    if size is not None:
+        sizes = size if isinstance(size, (tuple, list)) else (size,)
+        if len(sizes) not in (1, 2) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes
+        ):
+            raise ValueError(
+                f"size must be None, a positive int or a pair (height, width) of positive ints, "
+                f"got {size!r}"
+            )
+    if not isinstance(flip, bool):
+        raise TypeError(f"flip must be a bool, got {type(flip).__name__}")
     steps: list[Callable] = []
     if degrees > 0:
         steps.append(v2.RandomRotation(degrees, interpolation=v2.InterpolationMode.BILINEAR))
     if scale is not None:
         lo, hi = _check_range("scale", scale, 1e-6)
         if hi > 1:
-            raise ValueError(f"scale is a fraction of the area, max must be <= 1, got {hi}")
+            raise ValueError(
+                f"scale must be a pair (min, max) of area fractions with max <= 1, got {hi}"
+            )
         steps.append(_ResizedCropKeepSize(size, (lo, hi)))
     if flip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))
@@ -226,6 +258,8 @@ def apply_pipeline(
     images = _check_images(images)
     if not callable(pipeline):
         raise TypeError(f"pipeline must be callable, got {type(pipeline).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
 
     def run():
         if images.ndim == 3:

@@ -25,6 +25,13 @@ def _check_model(model: nn.Module) -> None:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
+def _check_input(example_input) -> None:
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(
+            f"example_input must be a torch.Tensor, got {type(example_input).__name__}"
+        )
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters, ``sum_p numel(p)`` (optionally only those with grad).
 
@@ -33,6 +40,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     are never trainable, so ``trainable_only=True`` leaves them out.
     """
     _check_model(model)
+    if not isinstance(trainable_only, bool):
+        raise TypeError(f"trainable_only must be a bool, got {type(trainable_only).__name__}")
     total = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
     if not trainable_only:
         total += sum(t.numel() for t in _quantized_tensors(model))
@@ -55,6 +64,7 @@ def flops(model: nn.Module, example_input: torch.Tensor) -> int:
     ``torch.utils.flop_counter`` (a multiply-add counts as 2 FLOPs: a ``Linear(m, n)`` on a
     batch of ``b`` costs ``2·b·m·n``)."""
     _check_model(model)
+    _check_input(example_input)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(example_input)
@@ -91,6 +101,7 @@ def measure_latency(
     run asynchronously. The median and quartiles resist the noise of a shared machine.
     """
     _check_model(model)
+    _check_input(example_input)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 3:
@@ -186,12 +197,14 @@ def quantize_int8(weight: torch.Tensor, axis: int = 0) -> QuantizedTensor:
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
     if weight.ndim == 0:
-        raise ValueError("weight must have at least one dimension")
+        raise ValueError("weight must have at least one dimension, got a 0-d tensor")
+    if weight.numel() == 0:
+        raise ValueError(f"weight must hold at least one value, got shape {tuple(weight.shape)}")
     ndim = weight.ndim
     if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
         raise ValueError(f"axis must be an int in [{-ndim}, {ndim - 1}], got {axis!r}")
     if not torch.isfinite(weight).all():
-        raise ValueError("weight must contain only finite values")
+        raise ValueError("weight must contain only finite values, got NaN or ±inf")
     axis = axis % weight.ndim
     w = weight.detach().float()
     other_dims = [d for d in range(w.ndim) if d != axis]
@@ -239,7 +252,10 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     """
     _check_model(model)
     if any(p.device.type != "cpu" for p in model.parameters()):
-        raise ValueError("model must be on the CPU: dynamic int8 kernels are CPU kernels")
+        raise ValueError(
+            "model must be on the CPU (dynamic int8 kernels are CPU kernels), got parameters on "
+            f"{sorted({p.device.type for p in model.parameters()})}"
+        )
     try:
         from torch.ao.quantization import quantize_dynamic
     except ImportError as err:  # pragma: no cover - depends on the installed PyTorch

@@ -6,6 +6,7 @@ with scikit-learn, so every notebook runs offline.
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -42,12 +43,39 @@ def load_digits_tensors(as_images: bool = False) -> tuple[torch.Tensor, torch.Te
     ``X`` is float32 in ``[0, 1]`` (pixel intensity 0–16 divided by 16), shape ``(N, 64)`` or
     ``(N, 1, 8, 8)`` with ``as_images=True``; ``y`` is int64 in ``0..9``.
     """
+    _check_flag("as_images", as_images)
     bunch = load_digits()
     X = torch.tensor(bunch.data, dtype=torch.float32) / 16.0
     y = torch.tensor(bunch.target, dtype=torch.int64)
     if as_images:
         X = X.reshape(-1, 1, 8, 8)
     return X, y
+
+
+def _check_flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def _check_seed(seed, high: int = 2**63) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= seed < high:
+        bound = "2**32 - 1" if high == 2**32 else "2**63 - 1"
+        raise ValueError(f"seed must be an int in [0, {bound}], got {seed}")
+
+
+def _check_samples(X, y) -> None:
+    """``X`` and ``y``: tensors with the same, non-zero number of samples."""
+    for name, value in (("X", X), ("y", y)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if value.ndim == 0:
+            raise ValueError(f"{name} must have a sample axis (ndim >= 1), got a 0-d tensor")
+    if len(X) != len(y):
+        raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
+    if len(y) == 0:
+        raise ValueError("X and y must hold at least one sample, got 0")
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -74,8 +102,9 @@ def train_val_test_split(
     _check_fraction("test_size", test_size)
     if val_size + test_size >= 1.0:
         raise ValueError(f"val_size + test_size must be < 1, got {val_size + test_size}")
-    if len(X) != len(y):
-        raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
+    _check_samples(X, y)
+    _check_seed(seed, high=2**32)
+    _check_flag("stratify", stratify)
     index = np.arange(len(y))
     labels = y.cpu().numpy()
     rest, test = train_test_split(
@@ -110,6 +139,11 @@ def batch_loader(
     same batches (chapters 1 and 3.2)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(split, (tuple, list)) or len(split) != 2:
+        raise TypeError(f"split must be a Split (X, y) of two tensors, got {type(split).__name__}")
+    _check_samples(*split)
+    _check_flag("shuffle", shuffle)
+    _check_seed(seed)
     dataset = TensorDataset(*split)
     if shuffle:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
@@ -125,6 +159,11 @@ def make_loaders(
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Loaders for the three parts (see :func:`batch_loader`): the training one shuffles with
     a seeded generator (same seed, same batch order), the others keep their order."""
+    if not all(hasattr(splits, part) for part in ("train", "val", "test")):
+        raise TypeError(
+            "splits must be a Splits (train, val, test) of Split pairs, "
+            f"got {type(splits).__name__}"
+        )
     train = batch_loader(splits.train, batch_size, shuffle=True, seed=seed)
     try:
         val = batch_loader(splits.val, eval_batch_size, shuffle=False)
@@ -222,8 +261,12 @@ class Standardize(_Scaler):
     std_: torch.Tensor | None = None
 
     def _fit_statistics(self, X):
-        self.mean_ = X.mean(dim=0)
-        self.std_ = _nonzero_scale(X.std(dim=0, correction=0))
+        constant = X.amax(dim=0) == X.amin(dim=0)
+        # the mean of n equal floats can miss their value by an ulp, and σ is then that ulp,
+        # not 0: take a constant feature's value as its mean exactly, so that it maps to 0
+        self.mean_ = torch.where(constant, X[0], X.mean(dim=0))
+        std = torch.where(constant, torch.zeros_like(self.mean_), X.std(dim=0, correction=0))
+        self.std_ = _nonzero_scale(std)
         return 1.0 / self.std_, -self.mean_ / self.std_
 
 
@@ -272,12 +315,18 @@ def subsample_indices(
     the class proportions are kept; ``stratify=False`` draws ``round(fraction · n)`` (at least 1)
     uniformly. Same seed, same indices.
     """
-    if not isinstance(y, torch.Tensor) or y.ndim != 1:
-        raise TypeError("y must be a 1-D torch.Tensor of labels")
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a 1-D torch.Tensor of labels, got {type(y).__name__}")
+    if y.ndim != 1:
+        raise ValueError(f"y must be a 1-D tensor of labels, got shape {tuple(y.shape)}")
+    if len(y) == 0:
+        raise ValueError("y must hold at least one label, got an empty tensor")
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
         raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    _check_seed(seed)
+    _check_flag("stratify", stratify)
     generator = torch.Generator().manual_seed(seed)
     if not stratify:
         k = max(1, round(fraction * len(y)))
@@ -294,8 +343,7 @@ def subsample(
     X: torch.Tensor, y: torch.Tensor, fraction: float, seed: int = 0, stratify: bool = True
 ) -> Split:
     """The :class:`Split` ``(X[idx], y[idx])`` for ``idx = subsample_indices(y, ...)``."""
-    if len(X) != len(y):
-        raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
+    _check_samples(X, y)
     index = subsample_indices(y, fraction, seed=seed, stratify=stratify).to(y.device)
     return Split(X[index], y[index])
 
@@ -318,8 +366,10 @@ def to_sparse(X: torch.Tensor, layout: str = "csr") -> torch.Tensor:
     values. ``"csr"`` compresses the rows: ``nnz`` column indices, ``n_rows + 1`` row pointers
     (``crow_indices``) and ``nnz`` values.
     """
-    if not isinstance(X, torch.Tensor) or X.layout != torch.strided:
-        raise TypeError("X must be a dense torch.Tensor")
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"X must be a dense torch.Tensor, got {type(X).__name__}")
+    if X.layout != torch.strided:
+        raise TypeError(f"X must be a dense (strided) torch.Tensor, got layout {X.layout}")
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D matrix, got shape {tuple(X.shape)}")
     if layout == "coo":
@@ -353,7 +403,7 @@ def memory_bytes(X: torch.Tensor) -> int:
         return nbytes(X.values()) + nbytes(X.indices())
     if X.layout == torch.sparse_csr:
         return nbytes(X.values()) + nbytes(X.col_indices()) + nbytes(X.crow_indices())
-    raise ValueError(f"unsupported layout {X.layout}; use strided, sparse_coo or sparse_csr")
+    raise ValueError(f"X must have layout strided, sparse_coo or sparse_csr, got {X.layout}")
 
 
 def random_sparse_matrix(rows: int, cols: int, density: float, seed: int = 0) -> torch.Tensor:
@@ -362,8 +412,13 @@ def random_sparse_matrix(rows: int, cols: int, density: float, seed: int = 0) ->
     for name, value in (("rows", rows), ("cols", cols)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not isinstance(density, (int, float)) or not 0.0 <= density <= 1.0:
+    if (
+        isinstance(density, bool)
+        or not isinstance(density, (int, float))
+        or not 0.0 <= density <= 1.0
+    ):
         raise ValueError(f"density must be in [0, 1], got {density!r}")
+    _check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     nnz = round(density * rows * cols)
     X = torch.zeros(rows * cols)
@@ -381,6 +436,16 @@ def matmul_seconds(A: torch.Tensor, B: torch.Tensor, repeats: int = 5) -> float:
 
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    for name, M in (("A", A), ("B", B)):
+        if not isinstance(M, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(M).__name__}")
+        if M.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D matrix, got shape {tuple(M.shape)}")
+    if A.shape[1] != B.shape[0]:
+        raise ValueError(
+            f"A and B must be compatible, A.shape[1] == B.shape[0], got {tuple(A.shape)} "
+            f"and {tuple(B.shape)}"
+        )
     A @ B
     times = []
     for _ in range(repeats):
@@ -418,6 +483,7 @@ def load_mnist1d(num_samples: int = 4000, seed: int = 42, train_split: float = 0
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 20:
         raise ValueError(f"num_samples must be an int >= 20, got {num_samples!r}")
     _check_fraction("train_split", train_split)
+    _check_seed(seed, high=2**32)
     args = get_dataset_args()
     args.num_samples, args.seed, args.train_split = num_samples, seed, train_split
     np_state, py_state = np.random.get_state(), random.getstate()
@@ -471,6 +537,9 @@ def read_cifar10(root, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     import pickle
     from pathlib import Path
 
+    if not isinstance(root, (str, Path)) and not hasattr(root, "__fspath__"):
+        raise TypeError(f"root must be a str or path-like folder, got {type(root).__name__}")
+    _check_flag("train", train)
     files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     data, labels = [], []
     for file in files:
@@ -506,6 +575,8 @@ def load_torchvision_dataset(
         raise ValueError(f"name must be one of {sorted(TORCHVISION_DATASETS)}, got {name!r}")
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    _check_flag("train", train)
+    _check_flag("download", download)
     root = Path(root)
     class_name, host, port = TORCHVISION_DATASETS[name]
     if not _files_present(name, root, train):

@@ -42,12 +42,23 @@ def _check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
+def _check_logits(name: str, logits) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {logits.dtype}")
+    return logits
+
+
 def softmax_with_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``softmax(z / T)`` over the last dimension (chapter 3.2): ``T = 1`` is the usual
     softmax, ``T > 1`` flattens the distribution, ``T → 0`` approaches a one-hot argmax."""
     temperature = _check_temperature(temperature)
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    _check_logits("logits", logits)
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError(
+            f"logits must have a non-empty last dimension (classes), got {tuple(logits.shape)}"
+        )
     return torch.softmax(logits / temperature, dim=-1)
 
 
@@ -67,22 +78,34 @@ def distillation_loss(
     """
     temperature = _check_temperature(temperature)
     alpha = _check_alpha(alpha)
-    if student_logits.ndim != 2:
+    _check_logits("student_logits", student_logits)
+    _check_logits("teacher_logits", teacher_logits)
+    if student_logits.ndim != 2 or 0 in student_logits.shape:
         raise ValueError(
-            f"student_logits must have shape (batch, classes), got {tuple(student_logits.shape)}"
+            "student_logits must have shape (batch, classes) with batch, classes >= 1, "
+            f"got {tuple(student_logits.shape)}"
         )
     if teacher_logits.shape != student_logits.shape:
         raise ValueError(
-            f"teacher_logits shape {tuple(teacher_logits.shape)} must equal student_logits "
-            f"shape {tuple(student_logits.shape)}"
+            f"teacher_logits must have the shape of student_logits {tuple(student_logits.shape)} "
+            f"(teacher and student must predict the same classes), "
+            f"got {tuple(teacher_logits.shape)}"
         )
     if targets is None:
         if alpha != 1.0:
-            raise ValueError("targets may be None only when alpha = 1")
-    elif targets.shape != student_logits.shape[:1]:
-        raise ValueError(
-            f"targets must have shape ({student_logits.shape[0]},), got {tuple(targets.shape)}"
-        )
+            raise ValueError(f"targets must be a tensor of class indices unless alpha = 1, "
+                             f"got None with alpha = {alpha}")  # fmt: skip
+    else:
+        if not isinstance(targets, torch.Tensor):
+            raise TypeError(f"targets must be a torch.Tensor or None, got {type(targets).__name__}")
+        if targets.shape != student_logits.shape[:1]:
+            raise ValueError(
+                f"targets must have shape ({student_logits.shape[0]},), got {tuple(targets.shape)}"
+            )
+        if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+            raise TypeError(
+                f"targets must be an integer tensor of class indices, got dtype {targets.dtype}"
+            )
     log_q = F.log_softmax(student_logits / temperature, dim=-1)
     log_p = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
     soft = F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
@@ -97,9 +120,19 @@ class Ensemble(nn.Module):
 
     def __init__(self, models: Iterable[nn.Module]) -> None:
         super().__init__()
+        if not isinstance(models, Iterable):
+            raise TypeError(
+                f"models must be an iterable of nn.Module, got {type(models).__name__}"
+            )
+        models = list(models)
+        for model in models:
+            if not isinstance(model, nn.Module):
+                raise TypeError(
+                    f"models must hold only nn.Module instances, got {type(model).__name__}"
+                )
         self.members = nn.ModuleList(models)
         if len(self.members) == 0:
-            raise ValueError("models must hold at least one nn.Module")
+            raise ValueError("models must hold at least one nn.Module, got none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(dim=0)
@@ -133,6 +166,14 @@ def train_student(
         )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+        if loader is None and name == "val_loader":
+            continue
+        if not hasattr(loader, "__iter__"):
+            raise TypeError(
+                f"{name} must be an iterable of (inputs, targets) batches, "
+                f"got {type(loader).__name__}"
+            )
     temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
     device = select_device(device)
     student.to(device)

@@ -44,6 +44,13 @@ class FeatureCheck(NamedTuple):
 def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """Installed version of each distribution in ``packages`` (``"not installed"`` if absent),
     plus Python's own version."""
+    if isinstance(packages, str) or not isinstance(packages, (tuple, list)):
+        raise TypeError(
+            f"packages must be a tuple or list of distribution names, got {type(packages).__name__}"
+        )
+    for name in packages:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"packages must hold only non-empty str names, got {name!r}")
     found = {"python": platform.python_version()}
     for name in packages:
         try:
@@ -141,7 +148,13 @@ def feature_checks(
     ``torch.compile`` is tried in a subprocess with a timeout (it needs a C++ compiler on CPU and
     can take tens of seconds the first time); pass ``check_compile=False`` to skip it.
     """
-    if compile_timeout <= 0:
+    if not isinstance(check_compile, bool):
+        raise TypeError(f"check_compile must be a bool, got {type(check_compile).__name__}")
+    if isinstance(compile_timeout, bool) or not isinstance(compile_timeout, (int, float)):
+        raise TypeError(
+            f"compile_timeout must be a number > 0 (seconds), got {type(compile_timeout).__name__}"
+        )
+    if not compile_timeout > 0:
         raise ValueError(f"compile_timeout must be > 0 seconds, got {compile_timeout}")
     checks = [
         _check("CUDA GPU", _gpu),

@@ -11,7 +11,7 @@ is plain to see and structured pruning (chapter 3.2) can rebuild them layer by l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -22,6 +22,18 @@ def _positive_int(name: str, value: int) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _widths(name: str, value, count: int | None = None) -> tuple[int, ...]:
+    """``value`` as a tuple of ints >= 1 (exactly ``count`` of them if given)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence of ints >= 1, got {type(value).__name__}")
+    value = tuple(value)
+    if count is not None and len(value) != count:
+        raise ValueError(f"{name} must hold exactly {count} ints >= 1, got {value!r}")
+    for i, width in enumerate(value):
+        _positive_int(f"{name}[{i}]", width)
+    return value
 
 
 class Net(nn.Module):
@@ -48,9 +60,7 @@ class MLP(nn.Sequential):
     ) -> None:
         _positive_int("in_features", in_features)
         _positive_int("num_classes", num_classes)
-        hidden = tuple(hidden)
-        for width in hidden:
-            _positive_int("hidden (each width)", width)
+        hidden = _widths("hidden", hidden)
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = in_features
         for width in hidden:
@@ -77,9 +87,7 @@ class SmallCNN(nn.Sequential):
         _positive_int("in_channels", in_channels)
         _positive_int("num_classes", num_classes)
         _positive_int("image_size", image_size)
-        c1, c2 = tuple(channels)
-        _positive_int("channels[0]", c1)
-        _positive_int("channels[1]", c2)
+        c1, c2 = _widths("channels", channels, count=2)
         if image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
         side = image_size // 4

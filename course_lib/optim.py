@@ -348,12 +348,14 @@ def quadratic(x: Tensor, y: Tensor, a: float = 1.0, b: float = 10.0) -> Tensor:
     Its Hessian is :math:`\mathrm{diag}(a, b)`: for :math:`b > a` it is ill-conditioned
     (condition number :math:`b/a`) and gradient descent is stable for :math:`\eta < 2/b`.
     """
+    a, b = _real("a", a), _real("b", b)
     return 0.5 * (a * x**2 + b * y**2)
 
 
 def rosenbrock(x: Tensor, y: Tensor, a: float = 1.0, b: float = 100.0) -> Tensor:
     r"""Rosenbrock's banana valley :math:`f(x, y) = (a - x)^2 + b (y - x^2)^2` (chapter 3.1),
     minimum 0 at :math:`(a, a^2)` at the end of a long, flat, curved valley."""
+    a, b = _real("a", a), _real("b", b)
     return (a - x) ** 2 + b * (y - x**2) ** 2
 
 
@@ -378,11 +380,14 @@ def optimize_2d(
         raise TypeError("f must be callable: f(x, y) -> scalar tensor")
     if not callable(make_optimizer):
         raise TypeError("make_optimizer must be callable: make_optimizer(params) -> Optimizer")
-    if len(start) != 2:
+    if isinstance(start, str) or not hasattr(start, "__len__") or len(start) != 2:
         raise ValueError(f"start must be a point (x, y), got {start!r}")
+    start = (_real("start[0]", float(start[0])), _real("start[1]", float(start[1])))
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     grad_noise = _at_least_zero("grad_noise", grad_noise)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     xy = torch.tensor([float(start[0]), float(start[1])], dtype=torch.float64, requires_grad=True)
     optimizer = make_optimizer([xy])
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -406,6 +411,6 @@ def optimize_2d(
             xy.grad += grad_noise * torch.randn(2, generator=generator, dtype=torch.float64)
         optimizer.step()
     if not points:
-        raise ValueError(f"f is not finite at start={tuple(start)}")
+        raise ValueError(f"start must be a point where f is finite, got {tuple(start)}")
     as_tensor = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
     return Trajectory(as_tensor(points), as_tensor(values))

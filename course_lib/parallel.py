@@ -89,9 +89,11 @@ def thread_scaling(
     Returns ``{n: Latency}`` measured by :func:`course_lib.compress.measure_latency`; the
     *speed-up* of ``n`` threads is ``latency[1].median / latency[n].median`` (ideal: ``n``).
     """
+    if isinstance(threads, (str, bytes)) or not hasattr(threads, "__iter__"):
+        raise TypeError(f"threads must be a sequence of ints >= 1, got {type(threads).__name__}")
     threads = tuple(threads)
     if not threads:
-        raise ValueError("threads must list at least one thread count")
+        raise ValueError("threads must list at least one thread count (ints >= 1), got none")
     for n in threads:
         _positive_int("threads (each count)", n)
     result = {}
@@ -122,6 +124,12 @@ def init_distributed(device: str | torch.device | None = None, timeout_s: float 
     ``LOCAL_RANK`` and the nccl backend; elsewhere the CPU and gloo (DDP does not run on Apple
     ``mps``). ``timeout_s`` bounds how long a collective waits for a peer that died.
     """
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, (int, float))
+        or not 0 < timeout_s < float("inf")
+    ):
+        raise ValueError(f"timeout_s must be a number > 0 (seconds), got {timeout_s!r}")
     required = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
     missing = [v for v in required if v not in os.environ]
     if missing:
@@ -129,8 +137,6 @@ def init_distributed(device: str | torch.device | None = None, timeout_s: float 
             f"environment variables {missing} are not set: start this program with torchrun, "
             "e.g. `torchrun --nproc_per_node=2 script.py`"
         )
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     device = select_device(device)
@@ -174,6 +180,15 @@ def train_data_parallel(
     ``fail_after_first_step`` makes this process raise after one step, to show that a failed
     worker stops the whole job (``torchrun`` exits non-zero) instead of hanging it.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(
+            f"dataset must be a map-style Dataset (with __len__ and __getitem__), "
+            f"got {type(dataset).__name__}"
+        )
+    if len(dataset) == 0:
+        raise ValueError("dataset must hold at least one sample, got an empty dataset")
     _positive_int("epochs", epochs)
     _positive_int("global_batch_size", global_batch_size)
     _positive_int("world_size", world_size)
@@ -193,7 +208,10 @@ def train_data_parallel(
         )
     distributed = world_size > 1
     if distributed and not isinstance(model, nn.parallel.DistributedDataParallel):
-        raise TypeError("with world_size > 1, model must be wrapped in DistributedDataParallel")
+        raise TypeError(
+            "model must be wrapped in DistributedDataParallel when world_size > 1, "
+            f"got {type(model).__name__}"
+        )
     sampler = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
     )
@@ -292,6 +310,14 @@ def torchrun_command(
     ``module=True`` runs ``target`` as ``python -m target``.
     """
     _positive_int("nproc", nproc)
+    if not isinstance(target, (str, os.PathLike)) or not str(target):
+        raise TypeError(
+            f"target must be a script path or module name (str or Path), got {target!r}"
+        )
+    if isinstance(args, (str, bytes)) or not hasattr(args, "__iter__"):
+        raise TypeError(
+            f"args must be a sequence of command-line arguments, got {type(args).__name__}"
+        )
     command = [
         sys.executable, "-m", "torch.distributed.run",
         "--nnodes=1", f"--nproc_per_node={nproc}",
@@ -317,8 +343,12 @@ def run_torchrun(
     cores. On timeout torchrun is told to stop (SIGTERM, which it passes on to its workers), then
     killed if need be, and ``subprocess.TimeoutExpired`` is raised: nothing is left hanging."""
     _positive_int("threads_per_process", threads_per_process)
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, (int, float))
+        or not 0 < timeout_s < float("inf")
+    ):
+        raise ValueError(f"timeout_s must be a number > 0 (seconds), got {timeout_s!r}")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process)}
     command = torchrun_command(target, args, nproc=nproc, module=module)
     with subprocess.Popen(

@@ -44,13 +44,39 @@ def plot_history(
     ``histories`` is one history from :func:`course_lib.train.fit`, or a mapping
     ``label → history`` to compare several runs on the same axes. Returns the figure.
     """
+    if not isinstance(histories, Mapping):
+        raise TypeError(
+            f"histories must be a history dict or a mapping label → history, "
+            f"got {type(histories).__name__}"
+        )
     if "train_loss" in histories:  # a single history
         histories = {"": histories}
-    if not metrics:
-        raise ValueError("metrics must name at least one of 'loss', 'accuracy'")
+    if not histories:
+        raise ValueError("histories must hold at least one history, got an empty mapping")
+    if isinstance(metrics, str) or not metrics:
+        raise ValueError(
+            f"metrics must be a non-empty sequence of 'loss', 'accuracy', got {metrics!r}"
+        )
     for metric in metrics:
         if metric not in ("loss", "accuracy"):
             raise ValueError(f"metrics must be 'loss' or 'accuracy', got {metric!r}")
+    for label, history in histories.items():
+        if not isinstance(history, Mapping):
+            raise TypeError(
+                f"histories[{label!r}] must be a history dict (as returned by fit), "
+                f"got {type(history).__name__}"
+            )
+        for key in ("epoch", *(f"train_{m}" for m in metrics)):
+            if key not in history:
+                raise ValueError(
+                    f"histories[{label!r}] must have the key {key!r} (a history from fit), "
+                    f"got keys {sorted(history)}"
+                )
+            if len(history[key]) != len(history["epoch"]):
+                raise ValueError(
+                    f"histories[{label!r}][{key!r}] must have one value per epoch "
+                    f"({len(history['epoch'])}), got {len(history[key])}"
+                )
     fig, axes = _axes(ncols=len(metrics), figsize=(5.0 * len(metrics), 3.6))
     axes = [axes] if len(metrics) == 1 else list(axes)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -83,7 +109,7 @@ def plot_cost_scaling(
     (chapter 1: how the cost of a network grows with its width and depth). Returns the axes.
     """
     if not rows:
-        raise ValueError("rows must hold at least one measurement")
+        raise ValueError("rows must hold at least one measurement, got none")
     for key in (x, "parameters", "flops", "latency_ms"):
         if key not in rows[0]:
             raise ValueError(f"rows must have the key {key!r}")
@@ -166,8 +192,12 @@ def plot_trajectories(
     import numpy as np
     import torch
 
+    if not callable(f):
+        raise TypeError(f"f must be callable: f(x, y) -> tensor, got {type(f).__name__}")
     if not trajectories:
-        raise ValueError("trajectories must hold at least one path")
+        raise ValueError("trajectories must hold at least one path, got none")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an int >= 2, got {levels!r}")
     for name, lim in (("xlim", xlim), ("ylim", ylim)):
         if len(lim) != 2 or not lim[0] < lim[1]:
             raise ValueError(f"{name} must be (low, high) with low < high, got {lim!r}")
@@ -213,12 +243,26 @@ def plot_mean_std(
     import numpy as np
 
     if not runs:
-        raise ValueError("runs must hold at least one label")
+        raise ValueError("runs must hold at least one label, got none")
+    arrays = {}
+    for name, curves in runs.items():
+        try:
+            values = np.asarray(curves, dtype=float)
+        except ValueError:  # ragged: curves of different lengths
+            values = np.empty(0)
+        if values.ndim != 2 or values.size == 0:
+            lengths = (
+                [len(c) if hasattr(c, "__len__") else "a number" for c in curves]
+                if hasattr(curves, "__iter__")
+                else type(curves).__name__
+            )
+            raise ValueError(
+                f"runs[{name!r}] must be a non-empty list of equally long curves, "
+                f"got curve lengths {lengths}"
+            )
+        arrays[name] = values
     fig, ax = _axes(ax)
-    for i, (name, curves) in enumerate(runs.items()):
-        values = np.asarray(curves, dtype=float)
-        if values.ndim != 2:
-            raise ValueError(f"runs[{name!r}] must be a list of equally long curves")
+    for i, (name, values) in enumerate(arrays.items()):
         mean, std = values.mean(axis=0), values.std(axis=0)
         steps = np.arange(1, values.shape[1] + 1)
         ax.plot(steps, mean, color=f"C{i % 10}", label=f"{name} (n={len(values)})")
@@ -247,7 +291,10 @@ def plot_power_law(
     """Measured points against a predicted power law on log-log axes (chapter 3.1: the
     variance of a minibatch gradient against :math:`\\sigma^2/B`)."""
     if not len(x) == len(measured) == len(predicted):
-        raise ValueError("x, measured and predicted must have the same length")
+        raise ValueError(
+            "x, measured and predicted must have the same length, "
+            f"got {len(x)}, {len(measured)} and {len(predicted)}"
+        )
     fig, ax = _axes(ax)
     ax.loglog(x, predicted, "-", color="C1", label=f"law {law}")
     ax.loglog(x, measured, "o", color="C0", label="measured")
@@ -276,12 +323,23 @@ def plot_pruning_curves(
     ``[baseline − tolerance, baseline]`` that counts as "no accuracy lost". Returns the figure.
     """
     if not curves:
-        raise ValueError("curves must hold at least one (sparsities, accuracies) pair")
+        raise ValueError("curves must hold at least one (sparsities, accuracies) pair, got none")
+    if tolerance is not None and (baseline is None or not tolerance >= 0):
+        raise ValueError(
+            f"tolerance must be a number >= 0 used with a baseline, got tolerance={tolerance!r}, "
+            f"baseline={baseline!r}"
+        )
+    for label, pair in curves.items():
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"curves[{label!r}] must be a pair (sparsities, accuracies)")
+        if len(pair[0]) != len(pair[1]):
+            raise ValueError(
+                f"curves[{label!r}] must have as many sparsities as accuracies, "
+                f"got {len(pair[0])} and {len(pair[1])}"
+            )
     fig, ax = _axes(ax)
     markers = ["o", "s", "^", "D"]
     for i, (label, (xs, ys)) in enumerate(curves.items()):
-        if len(xs) != len(ys):
-            raise ValueError(f"curves[{label!r}] must have as many sparsities as accuracies")
         ax.plot([100 * x for x in xs], [100 * y for y in ys], marker=markers[i % 4], label=label)
     if baseline is not None:
         ax.axhline(100 * baseline, color="gray", linestyle="--", linewidth=1, label="dense")
@@ -297,6 +355,11 @@ def plot_pruning_curves(
 def plot_input_map(values, title: str = "", cmap: str = "viridis", ax=None):
     """A 2-D array as an image with a colour bar, e.g. for each pixel of an 8×8 digit the
     fraction of first-layer weights that survive pruning (a sparsity map, chapter 3.2)."""
+    import numpy as np
+
+    shape = np.shape(values)
+    if len(shape) != 2 or 0 in shape:
+        raise ValueError(f"values must be a non-empty 2-D array (height, width), got shape {shape}")
     fig, ax = _axes(ax, figsize=(3.6, 3.2) if ax is None else None)
     image = ax.imshow(values, cmap=cmap)
     ax.set_xticks([])
@@ -323,7 +386,10 @@ def plot_sweep(
     temperature, chapter 3.2; the speed-up of pruning against batch size, chapter 8), with
     horizontal reference lines (``label → value``); ``label`` names the measured curve."""
     if not len(xs) == len(means) == len(stds):
-        raise ValueError("xs, means and stds must have the same length")
+        raise ValueError(
+            "xs, means and stds must have the same length, "
+            f"got {len(xs)}, {len(means)} and {len(stds)}"
+        )
     fig, ax = _axes(ax)
     ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
     for i, (label, value) in enumerate((references or {}).items()):
@@ -400,12 +466,24 @@ def plot_data_curves(
     marks a position such as a measured crossover. Returns the figure.
     """
     if not series:
-        raise ValueError("series must hold at least one curve")
+        raise ValueError("series must hold at least one curve, got none")
+    for label, ys in series.items():
+        if isinstance(x, Mapping) and label not in x:
+            raise ValueError(f"x must have an entry for every curve of series, missing {label!r}")
+        xs = x[label] if isinstance(x, Mapping) else x
+        if len(xs) != len(ys):
+            raise ValueError(
+                f"curve {label!r}: x must have one value per y value, "
+                f"got {len(xs)} x values but {len(ys)} y values"
+            )
+        if std is not None and label in std and len(std[label]) != len(ys):
+            raise ValueError(
+                f"std[{label!r}] must have one value per y value ({len(ys)}), "
+                f"got {len(std[label])}"
+            )
     fig, ax = _axes(ax)
     for label, ys in series.items():
         xs = x[label] if isinstance(x, Mapping) else x
-        if len(xs) != len(ys):
-            raise ValueError(f"curve {label!r}: {len(xs)} x values but {len(ys)} y values")
         (line,) = ax.plot(xs, ys, "o-" if len(ys) <= 30 else "-", ms=4, label=label)
         if std is not None and label in std:
             lo = [m - s for m, s in zip(ys, std[label], strict=True)]
@@ -458,7 +536,9 @@ def plot_tradeoffs(
     latency), every point labelled, the Pareto front of each panel drawn as a step line
     (chapters 3.4 and 7). ``rows`` are dicts such as the rows of a compression table."""
     if not rows:
-        raise ValueError("rows must hold at least one model")
+        raise ValueError("rows must hold at least one model, got none")
+    if isinstance(costs, str) or not costs:
+        raise ValueError(f"costs must be a non-empty sequence of column names, got {costs!r}")
     for key in (*costs, score, label):
         if key not in rows[0]:
             raise ValueError(f"rows must have the column {key!r}; found {sorted(rows[0])}")
@@ -501,7 +581,7 @@ def plot_curves(
     """Several curves on one axis, e.g. the loss of each step of distributed and
     single-process training (chapter 3.4); later curves are dashed so overlaps stay visible."""
     if not curves:
-        raise ValueError("curves must hold at least one curve")
+        raise ValueError("curves must hold at least one curve, got none")
     fig, ax = _axes(ax)
     styles = ["-", "--", ":", "-."]
     for i, (name, values) in enumerate(curves.items()):

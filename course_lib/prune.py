@@ -63,7 +63,10 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     _check_model(model)
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not layers:
-        raise ValueError("model has no prunable layers (nn.Linear / nn.Conv1d/2d/3d)")
+        raise ValueError(
+            "model must contain at least one prunable layer (nn.Linear / nn.Conv1d/2d/3d), "
+            f"got {type(model).__name__} with none"
+        )
     return layers
 
 
@@ -92,6 +95,13 @@ def _current_mask(module: nn.Module) -> torch.Tensor | None:
 
 def get_mask(module: nn.Module) -> torch.Tensor:
     """The 0/1 pruning mask of a layer's weight (all ones if the layer was never pruned)."""
+    if not isinstance(module, nn.Module) or not isinstance(
+        getattr(module, "weight", None), torch.Tensor
+    ):
+        raise TypeError(
+            "module must be a layer with a weight (a Linear or Conv layer), "
+            f"got {type(module).__name__}"
+        )
     mask = _current_mask(module)
     return torch.ones_like(module.weight, dtype=torch.bool) if mask is None else mask.clone()
 
@@ -284,7 +294,10 @@ def iterative_prune(
     ``{"round", "sparsity", "result"}`` where ``sparsity`` is measured after fine-tuning.
     """
     if not callable(fine_tune):
-        raise TypeError("fine_tune must be callable: fine_tune(model) -> anything")
+        raise TypeError(
+            f"fine_tune must be callable: fine_tune(model) -> anything, "
+            f"got {type(fine_tune).__name__}"
+        )
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
     target = _check_amount(target, "target")
@@ -331,6 +344,8 @@ def neuron_importance(
     Returns one 1-D tensor per hidden layer (the last Linear / Conv layer is the output and is
     not listed).
     """
+    if importance not in ("weight", "activation"):
+        raise ValueError(f"importance must be 'weight' or 'activation', got {importance!r}")
     modules = _chain(model)
     hidden = [i for i, m in enumerate(modules) if isinstance(m, PRUNABLE)][:-1]
     if importance == "weight":
@@ -344,7 +359,10 @@ def neuron_importance(
         return scores
     if importance == "activation":
         if not isinstance(inputs, torch.Tensor):
-            raise ValueError("inputs must be a batch tensor when importance='activation'")
+            raise ValueError(
+                "inputs must be a batch tensor when importance='activation', "
+                f"got {type(inputs).__name__}"
+            )
         scores, x = {}, inputs
         for i, m in enumerate(modules):
             x = m(x)

@@ -83,7 +83,10 @@ class AugmentedLoader:
         self, loader: Iterable, transform: Callable[[torch.Tensor], torch.Tensor]
     ) -> None:
         if not hasattr(loader, "__iter__"):
-            raise TypeError("loader must be an iterable of (inputs, targets) batches")
+            raise TypeError(
+                "loader must be an iterable of (inputs, targets) batches, "
+                f"got {type(loader).__name__}"
+            )
         if not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.loader, self.transform = loader, transform
@@ -149,6 +152,16 @@ def profile_model(
         raise TypeError(f"example_input must be a torch.Tensor, got {type(example_input).__name__}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    if eval_loader is not None and not hasattr(eval_loader, "__iter__"):
+        raise TypeError(
+            "eval_loader must be None or an iterable of (inputs, targets) batches, "
+            f"got {type(eval_loader).__name__}"
+        )
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be None or callable: loss_fn(outputs, targets), "
+            f"got {type(loss_fn).__name__}"
+        )
     accuracy = float("nan")
     if eval_loader is not None:
         loss_fn = nn.functional.cross_entropy if loss_fn is None else loss_fn
@@ -189,7 +202,10 @@ def fit_early_stopping(
     ):
         raise ValueError(f"patience must be None or a positive int, got {patience!r}")
     if val_loader is None:
-        raise ValueError("val_loader is required: early stopping picks the epoch on it")
+        raise ValueError(
+            "val_loader must be an iterable of (inputs, targets) batches (early stopping picks "
+            "the epoch on it), got None"
+        )
     history: History = {}
     best_loss, best_epoch, best_state = math.inf, 0, None
     for epoch in range(1, max_epochs + 1):
@@ -224,10 +240,15 @@ def over_seeds(experiment: Callable[[int], float], seeds: Sequence[int]) -> Seed
     call a difference real only when it is large against the spread.
     """
     if not callable(experiment):
-        raise TypeError("experiment must be callable: experiment(seed) -> float")
+        raise TypeError(
+            f"experiment must be callable: experiment(seed) -> float, "
+            f"got {type(experiment).__name__}"
+        )
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
     seeds = list(seeds)
     if not seeds:
-        raise ValueError("seeds must hold at least one seed")
+        raise ValueError("seeds must hold at least one seed, got none")
     values = [float(experiment(seed)) for seed in seeds]
     if any(math.isnan(v) for v in values):
         raise ValueError("experiment returned NaN for at least one seed")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import sys
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -38,7 +40,17 @@ def _check_model_and_loader(model: nn.Module, loader: Iterable, name: str) -> No
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not hasattr(loader, "__iter__"):
-        raise TypeError(f"{name} must be an iterable of (inputs, targets) batches")
+        raise TypeError(
+            f"{name} must be an iterable of (inputs, targets) batches, got {type(loader).__name__}"
+        )
+
+
+def _check_loss_fn(loss_fn) -> None:
+    if not callable(loss_fn):
+        raise TypeError(
+            "loss_fn must be callable: loss_fn(outputs, targets) -> scalar tensor, "
+            f"got {type(loss_fn).__name__}"
+        )
 
 
 def default_progress() -> bool:
@@ -65,6 +77,7 @@ def evaluate(
     ``argmax`` predictions equal to the integer targets, or ``nan`` for regression targets.
     """
     _check_model_and_loader(model, loader, "loader")
+    _check_loss_fn(loss_fn)
     device = select_device(device)
     was_training = model.training
     model.eval()
@@ -109,14 +122,26 @@ def fit(
     _check_model_and_loader(model, train_loader, "train_loader")
     if val_loader is not None:
         _check_model_and_loader(model, val_loader, "val_loader")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be callable: loss_fn(outputs, targets) -> scalar tensor")
+    _check_optimizer(optimizer)
+    _check_loss_fn(loss_fn)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError(
+            "scheduler must be None or a learning-rate scheduler with a step() method, "
+            f"got {type(scheduler).__name__}"
+        )
+    if amp_dtype is not None and amp_dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(
+            f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}"
+        )
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be None or a bool, got {type(progress).__name__}")
+    if after_step is not None and not callable(after_step):
+        raise TypeError(
+            f"after_step must be None or callable: after_step(model), "
+            f"got {type(after_step).__name__}"
+        )
     device = select_device(device)
     model.to(device)
     progress = default_progress() if progress is None else progress
@@ -161,31 +186,139 @@ def fit(
     return history
 
 
+def _check_optimizer(optimizer, allow_none: bool = False) -> None:
+    if optimizer is None and allow_none:
+        return
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        allowed = "a torch.optim.Optimizer or None" if allow_none else "a torch.optim.Optimizer"
+        raise TypeError(f"optimizer must be {allowed}, got {type(optimizer).__name__}")
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename durable: on POSIX the directory entry itself must reach the disk."""
+    if os.name != "posix":  # pragma: no cover - Windows cannot open a directory
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, uniquely named file next to ``path``, opened for writing: ``(fd, name)``.
+
+    Like ``tempfile.mkstemp(dir=path.parent)`` (``O_CREAT | O_EXCL``: never an existing file,
+    so two concurrent saves cannot clobber each other's temporary), but created with mode
+    ``0o666`` minus the umask, so the final checkpoint gets the usual permissions (mkstemp's
+    are ``0o600``).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - a 48-bit random name collided
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}")  # pragma: no cover
+
+
 def save_checkpoint(
     path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **extra
 ) -> Path:
-    """Save model (and optimizer) state atomically: write a temporary file, then rename it,
-    so an interrupted save never leaves a corrupt checkpoint behind."""
+    """Save model (and optimizer) state atomically: ``{"model": state_dict,
+    "optimizer": state_dict, "extra": extra}``.
+
+    The bytes go to a uniquely named temporary file in the same folder, are flushed to disk
+    (``fsync``) and only then renamed over ``path`` with ``os.replace`` (atomic on one file
+    system). A save interrupted at any point leaves the previous checkpoint intact and no stray
+    temporary file. ``extra`` values should be plain data (numbers, strings, lists, dicts,
+    tensors): :func:`load_checkpoint` reads with ``weights_only=True`` and refuses anything else.
+    Returns ``path``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_optimizer(optimizer, allow_none=True)
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path must name a file, got the directory {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"model": model.state_dict(), "extra": extra}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    fd, tmp = _create_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
     return path
 
 
 def load_checkpoint(
     path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
 ) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True`` (no
-    arbitrary code runs while unpickling); returns the ``extra`` values saved with it."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and ``optimizer``);
+    return the ``extra`` values saved with it.
+
+    It reads with ``torch.load(..., weights_only=True)``: only tensors and plain containers are
+    unpickled, so a file crafted to run code when loaded is refused (``ValueError``) instead of
+    executed. A missing file raises ``FileNotFoundError``; a truncated or corrupt file, or one
+    that does not hold ``{"model": state_dict, ...}``, raises ``ValueError`` naming the path.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_optimizer(optimizer, allow_none=True)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"path must name a checkpoint file, got {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        boilerplate = ("Weights only load failed", "Check the documentation", "Please file")
+        detail = " ".join(
+            part.strip().replace("WeightsUnpickler error:", "").strip()
+            for part in str(err).split("\n\n")
+            if part.strip() and not part.strip().startswith(boilerplate)
+        )
+        raise ValueError(
+            f"{path} is not a checkpoint that loads safely: weights_only=True refused to "
+            "unpickle it (it is corrupt, or holds objects other than tensors and plain data, "
+            f"which could run code): {detail[:200]}"
+        ) from err
+    except Exception as err:  # truncated zip, empty file, random bytes: all the same to a user
+        raise ValueError(
+            f"{path} is not a complete checkpoint (truncated or corrupt file; "
+            f"{type(err).__name__}: {str(err)[:200]})"
+        ) from err
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        found = sorted(map(str, payload)) if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(
+            f"{path} is not a checkpoint written by save_checkpoint: expected a dict with a "
+            f"'model' state dict, got {found}"
+        )
+    extra = payload.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ValueError(
+            f"{path} is not a checkpoint written by save_checkpoint: 'extra' must be a dict, "
+            f"got {type(extra).__name__}"
+        )
+    if optimizer is not None and not isinstance(payload.get("optimizer"), dict):
+        raise ValueError(f"checkpoint {path} holds no optimizer state")
     model.load_state_dict(payload["model"])
     if optimizer is not None:
-        if "optimizer" not in payload:
-            raise ValueError(f"checkpoint {path} holds no optimizer state")
         optimizer.load_state_dict(payload["optimizer"])
-    return payload["extra"]
+    return extra
