@@ -7,6 +7,7 @@ with scikit-learn, so every notebook runs offline.
 from __future__ import annotations
 
 import numbers
+import pickle
 from typing import NamedTuple
 
 import numpy as np
@@ -530,11 +531,33 @@ def _files_present(name: str, root, train: bool) -> bool:
     return all((raw / f).is_file() for f in names)
 
 
+# What a CIFAR-10 batch file may name when unpickled: numpy arrays and dtypes, nothing else.
+_CIFAR_ALLOWED = {
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
+                   "numpy._core.numeric", "numpy")
+    for name in ("_reconstruct", "_frombuffer", "ndarray", "dtype", "scalar")
+} | {("_codecs", "encode")}  # how protocol 2 stores bytes: a string codec, it runs nothing
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays; refuses any other global, so
+    a tampered dataset file cannot run code (plain ``pickle.load`` would)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refused to load {module}.{name}: a CIFAR-10 batch holds only numpy arrays"
+            )
+        return super().find_class(module, name)
+
+
 def read_cifar10(root, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Read torchvision's CIFAR-10 layout ``root/cifar-10-batches-py/data_batch_1..5`` (or
     ``test_batch``): pickled dicts with ``data`` (uint8 ``(n, 3072)``, channel-major) and
-    ``labels``. Returns ``X`` float32 ``(n, 3, 32, 32)`` in ``[0, 1]`` and ``y`` int64."""
-    import pickle
+    ``labels``. Returns ``X`` float32 ``(n, 3, 32, 32)`` in ``[0, 1]`` and ``y`` int64.
+    The files are unpickled with an unpickler that accepts numpy arrays only: a file that
+    names any other Python object raises ``pickle.UnpicklingError`` instead of running it."""
     from pathlib import Path
 
     if not isinstance(root, (str, Path)) and not hasattr(root, "__fspath__"):
@@ -544,7 +567,7 @@ def read_cifar10(root, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     data, labels = [], []
     for file in files:
         with open(Path(root) / CIFAR10_FOLDER / file, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = _ArrayOnlyUnpickler(f, encoding="latin1").load()
         data.append(np.asarray(entry["data"], dtype=np.uint8))
         labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
     X = torch.from_numpy(np.vstack(data).reshape(-1, 3, 32, 32)).float() / 255.0

@@ -6,6 +6,7 @@ import pickle
 import socket
 import struct
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,3 +308,24 @@ def test_chapter_3_3_plots_draw_what_they_are_given():
     assert list(ax.lines[0].get_ydata()) == [3.0, 2.0, 1.0]
     with pytest.raises(ValueError, match="x values"):
         plot.plot_data_curves([1, 2], {"a": [1.0]}, "x", "y")
+
+
+def test_cifar10_reader_accepts_old_protocol_pickles_and_refuses_code(tmp_path):
+    """CIFAR's files are Python 2 era pickles (protocol 2); a tampered file must not run code."""
+    folder = tmp_path / data.CIFAR10_FOLDER
+    folder.mkdir()
+    entry = {"data": np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072), "labels": [3, 7]}
+    (folder / "test_batch").write_bytes(pickle.dumps(entry, protocol=2))
+    X, y = data.read_cifar10(tmp_path, train=False)
+    assert X.shape == (2, 3, 32, 32) and y.tolist() == [3, 7]
+
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": Exploit(), "labels": [0]}))
+    with pytest.raises(pickle.UnpicklingError, match="refused to load pathlib"):
+        data.read_cifar10(tmp_path, train=False)
+    assert not marker.exists()
