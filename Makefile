@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements-installed
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: book test setup lint unit nbval book-check browser strip clean
+.PHONY: book test setup lint unit nbval repro book-check browser bench strip clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,15 @@ lint: setup
 	$(PY) -m ruff check .
 
 unit: setup
-	$(PY) -m pytest -m "not book and not browser" tests
+	$(PY) -m pytest -m "not book and not repro and not browser" tests
 
 nbval: setup
 	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(NOTEBOOKS)
+
+# Every notebook executed twice (in parallel) must report identical numbers; cells tagged
+# `timing` (wall-clock measurements) are exempt. Writes _build/notebook_times.md.
+repro: setup
+	$(PY) -m pytest -m repro tests
 
 book-check: setup
 	$(PY) -m pytest -m book tests
@@ -40,7 +45,12 @@ book-check: setup
 browser: setup
 	$(PY) -m pytest -p no:cacheprovider -s -m browser tests
 
-test: lint unit nbval book book-check browser
+test: lint unit nbval repro book book-check browser
+
+# Benchmark ratios (course_lib vs PyTorch, pruned vs dense, int8 vs float) and notebook times:
+# _build/bench/results.md and _build/bench/notebook_times.md. Exit status 1 only on a crash.
+bench: setup
+	$(PY) -m benchmarks.run_all
 
 # Strip outputs and execution counts from every notebook (they are committed clean).
 strip: setup

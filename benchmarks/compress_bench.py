@@ -54,8 +54,20 @@ def torchao_int8(model: torch.nn.Module):
     return clone
 
 
-def measure_width(width: int, args: argparse.Namespace) -> None:
-    """Size and latency ratios of one MLP of hidden width ``width``."""
+def row(compared: str, width: int, ratio: float, target: float | None = None) -> dict:
+    """One row of ``benchmarks/run_all.py``'s table (int8 against the float32 model)."""
+    return {
+        "benchmark": "compress_bench",
+        "compared": compared,
+        "reference": f"float32 MLP {width}-{width}-{width}-10",
+        "ratio": ratio,
+        "target": target,
+    }
+
+
+def measure_width(width: int, args: argparse.Namespace) -> list[dict]:
+    """Size and latency ratios of one MLP of hidden width ``width``: printed, and returned as
+    rows for ``run_all.py``."""
     seed_everything(0)
     dense = MLP(in_features=width, hidden=(width, width), num_classes=10).eval()
     int8 = compress.quantize_dynamic_int8(dense)
@@ -65,6 +77,7 @@ def measure_width(width: int, args: argparse.Namespace) -> None:
     size = compress.model_size_bytes(dense) / compress.model_size_bytes(int8)
     weights = compress.linear_weight_bytes(dense) / compress.linear_weight_bytes(int8)
     print(f"size ratio dense / int8: checkpoint {size:.2f}x, Linear weights {weights:.2f}x")
+    rows = [row("size reduction, float32 / int8 (torch.ao dynamic) checkpoint bytes", width, size)]
     for threads in args.threads:
         print(f"-- {threads} thread(s)")
         with num_threads(threads):
@@ -77,14 +90,21 @@ def measure_width(width: int, args: argparse.Namespace) -> None:
                 print(f"batch {batch:3d}: dense {dense_s * 1e3:7.3f} ms, int8 (torch.ao) is "
                       f"{speed:.2f}x faster ({verdict} the {target}x target), "
                       f"relative output error {err:.1e}")  # fmt: skip
+                x_desc = f"batch {batch}, {threads} thread{'s' * (threads > 1)}"
+                rows.append(row(f"speed-up, int8 (torch.ao dynamic), {x_desc}", width, speed,
+                                target))  # fmt: skip
                 if ao is not None:
                     ao_speed, _ = ratio_over_rounds(dense, ao, x, args.rounds, args.repeats)
                     print(f"           torchao int8 (eager): {ao_speed:.2f}x the dense speed")
+                    rows.append(row(f"speed-up, torchao int8 (eager), {x_desc}", width, ao_speed))
     if ao is None:
         print("torchao is not installed: its int8 path was not measured (pip install torchao)")
+    return rows
 
 
-def main() -> None:
+def measure(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark with command-line arguments ``argv`` (default: ``sys.argv``), print
+    its report and return its rows for ``run_all.py``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 2048],
                         help="widths of the two hidden layers to measure (one model per width)")
@@ -93,10 +113,12 @@ def main() -> None:
                         help="intra-op thread counts to measure (default: 1 and all cores)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    return [r for width in args.hidden for r in measure_width(width, args)]
 
-    for width in args.hidden:
-        measure_width(width, args)
+
+def main() -> None:
+    measure()
 
 
 if __name__ == "__main__":

@@ -75,14 +75,18 @@ def sparse_crossover(n: int, densities: list[float], rounds: int) -> tuple[float
     return float(np.exp(-a / b)), ratios
 
 
-def main() -> None:
+def measure(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark with command-line arguments ``argv`` (default: ``sys.argv``), print
+    its report and return its rows for ``run_all.py``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     seed_everything(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, rounds {args.rounds}")
+    threads = f"{args.threads} thread{'s' * (args.threads > 1)}"
+    rows = []
 
     digits = data.load_digits_tensors(as_images=True)[0][:256]
     photo = v2.functional.resize(data.load_sample_photo(), [128, 192], antialias=True)
@@ -91,6 +95,13 @@ def main() -> None:
     for name, images in (("256 digits 8×8", digits), ("32 photos 3×128×192", photos)):
         ratio, ms = augmentation_ratio(images, args.rounds)
         print(f"   {name:22s} course_lib {ms:7.2f} ms   ratio {ratio:6.1f}×")
+        rows.append({
+            "benchmark": "data_bench",
+            "compared": f"speed-up, course_lib random_affine (batched), {name} ({threads})",
+            "reference": "torchvision v2.RandomAffine per image",
+            "ratio": ratio,
+            "target": None,
+        })  # fmt: skip
 
     densities = [0.001, 0.003, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.5]
     print("\n2. CSR time / dense time for an n×n by n×64 product")
@@ -102,6 +113,28 @@ def main() -> None:
             + " ".join(f"{r:6.2f}" for r in ratios)
             + f"   crossover ≈ {crossover:.0%}"
         )
+        for density in (0.01, 0.1):
+            rows.append({
+                "benchmark": "data_bench",
+                "compared": f"speed-up, CSR sparse matmul at density {density:.0%}, "
+                            f"{n}×{n} by {n}×64 ({threads})",
+                "reference": "dense torch.mm",
+                "ratio": 1 / ratios[densities.index(density)],
+                "target": None,
+            })  # fmt: skip
+        rows.append({
+            "benchmark": "data_bench",
+            "compared": f"break-even density (CSR time = dense time), {n}×{n} by {n}×64",
+            "reference": "dense torch.mm",
+            "ratio": crossover,
+            "shown": f"density {crossover:.0%}",
+            "target": None,
+        })  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    measure()
 
 
 if __name__ == "__main__":

@@ -132,12 +132,26 @@ def equivalence(steps: int = 200) -> dict[str, float]:
     return result
 
 
-def main() -> None:
+def row(model: str, method: str, name: str, seconds: float, reference: float) -> dict:
+    """One row of ``benchmarks/run_all.py``'s table: speed-up of a course_lib optimizer's
+    ``step()`` over torch's default, time(torch) / time(course_lib) (above 1 = faster)."""
+    return {
+        "benchmark": "optim_bench",
+        "compared": f"speed-up of step(), {name} ({method}), {model}",
+        "reference": f"torch.optim.{'Adam' if method == 'Adam' else 'SGD'} (default)",
+        "ratio": reference / seconds,
+        "target": None,
+    }
+
+
+def measure(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark with command-line arguments ``argv`` (default: ``sys.argv``), print
+    its report and return one row per course_lib optimizer and model for ``run_all.py``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds")
     parser.add_argument("--steps", type=int, default=10, help="step() calls per round")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU")
@@ -153,6 +167,7 @@ def main() -> None:
         "1M-parameter model": big_model,
         "many small tensors": many_small_model,
     }
+    rows = []
     for label, make_model in models.items():
         model = make_model()
         n_params = sum(p.numel() for p in model.parameters())
@@ -164,6 +179,13 @@ def main() -> None:
             for name, seconds in times.items():
                 print(f"  {method:13s} {name:30s} {seconds * 1e3:8.3f} ms/step  "
                       f"ratio to torch default {seconds / reference:5.2f}")
+                if name.startswith("course_lib"):
+                    rows.append(row(label, method, name, seconds, reference))
+    return rows
+
+
+def main() -> None:
+    measure()
 
 
 if __name__ == "__main__":
