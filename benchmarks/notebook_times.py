@@ -36,10 +36,10 @@ TOTAL_BUDGET_S = 6 * 60.0
 CELL_TIMEOUT_S = 600
 
 
-def toc_notebooks() -> list[Path]:
-    """The notebooks listed in ``_toc.yml``, in book order."""
+def toc_entries() -> list[str]:
+    """Every ``file:`` of ``_toc.yml`` (root first), in book order, without extension."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    files: list[str] = []
+    files: list[str] = [toc["root"]]
 
     def walk(node) -> None:
         if isinstance(node, dict):
@@ -52,7 +52,12 @@ def toc_notebooks() -> list[Path]:
                 walk(item)
 
     walk(toc)
-    paths = [ROOT / f"{entry}.ipynb" for entry in files if entry.startswith("notebooks/")]
+    return files
+
+
+def toc_notebooks() -> list[Path]:
+    """The notebooks listed in ``_toc.yml``, in book order."""
+    paths = [ROOT / f"{entry}.ipynb" for entry in toc_entries() if entry.startswith("notebooks/")]
     return [p for p in paths if p.is_file()]
 
 

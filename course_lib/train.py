@@ -225,6 +225,16 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a temporary file next to {path}")  # pragma: no cover
 
 
+def _check_checkpoint_args(path, model, optimizer) -> Path:
+    """The arguments shared by save_checkpoint and load_checkpoint; returns ``Path(path)``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_optimizer(optimizer, allow_none=True)
+    return Path(path)
+
+
 def save_checkpoint(
     path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **extra
 ) -> Path:
@@ -238,12 +248,7 @@ def save_checkpoint(
     tensors): :func:`load_checkpoint` reads with ``weights_only=True`` and refuses anything else.
     Returns ``path``.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_optimizer(optimizer, allow_none=True)
-    path = Path(path)
+    path = _check_checkpoint_args(path, model, optimizer)
     if path.is_dir():
         raise ValueError(f"path must name a file, got the directory {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,12 +280,7 @@ def load_checkpoint(
     executed. A missing file raises ``FileNotFoundError``; a truncated or corrupt file, or one
     that does not hold ``{"model": state_dict, ...}``, raises ``ValueError`` naming the path.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_optimizer(optimizer, allow_none=True)
-    path = Path(path)
+    path = _check_checkpoint_args(path, model, optimizer)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not path.is_file():

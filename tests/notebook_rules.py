@@ -8,6 +8,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from benchmarks.notebook_times import toc_entries
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 SETUP_MARKER = '"google.colab" in sys.modules'
@@ -19,22 +21,8 @@ def config() -> dict:
 
 
 def toc_files() -> list[str]:
-    """Every ``file:`` in ``_toc.yml``, in order."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc.get("parts", toc.get("chapters", [])))
-    return files
+    """Every ``file:`` in ``_toc.yml``, in order (the reader is shared with the benchmarks)."""
+    return toc_entries()
 
 
 def notebooks() -> list[Path]:
