@@ -128,6 +128,7 @@ MATH_STATE = """async () => {
     errors: document.querySelectorAll('mjx-merror').length,
     rawDisplay: (text.match(/\\$\\$/g) || []).length,
     rawInline: (text.match(/\\\\\\(|\\\\\\[/g) || []).length,
+    rawDollar: (text.match(/\\$[^\\s$\\d][^$\\n]*?[^\\s$]\\$/g) || []).slice(0, 3),
     mathjaxSrc: Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s)),
   };
 }"""
@@ -182,7 +183,7 @@ def test_page_renders_in_a_real_browser(entry, site, browser):
                 problems.append(f"math typeset {math['typeset']} of {math['mathNodes']} nodes")
         if math["errors"]:
             problems.append(f"{math['errors']} MathJax error nodes")
-        if math["rawDisplay"] or math["rawInline"]:
+        if math["rawDisplay"] or math["rawInline"] or math["rawDollar"]:
             problems.append(f"raw TeX delimiters in the text: {math}")
 
         if entry.startswith("notebooks/"):
