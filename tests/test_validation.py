@@ -4,6 +4,13 @@ Every public function and class of ``course_lib`` checks its arguments (issue 9,
 Each case below calls one of them with one bad argument and asserts that it raises
 ``ValueError`` or ``TypeError`` whose message contains both the argument's name and the
 allowed values or range, in the house form ``<arg> must be <allowed>, got <value>``.
+
+Not validated, on purpose: functions without arguments (``available_devices``, ``hardware``,
+``default_progress``, ``use_style``, ``plot_concept_map``, ``Net``); ``parallel.main``, whose
+command line argparse checks; the NamedTuple records; and a few inputs PyTorch already reports
+clearly — a ``generator`` of the wrong type, ``train_data_parallel``'s ``device``, class indices
+out of range in the distillation loss (checking them would synchronise every batch) and a state
+dict that does not match the model in ``load_checkpoint`` (torch lists the mismatched keys).
 """
 
 from __future__ import annotations
