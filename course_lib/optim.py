@@ -76,6 +76,14 @@ def _flag(name: str, value) -> bool:
 # --- gradient descent ---------------------------------------------------------------------------
 
 
+def _evaluate(closure: Callable[[], Tensor] | None) -> Tensor | None:
+    """The loss from ``closure`` (re-evaluated with gradients enabled, as torch.optim does)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class GD(torch.optim.Optimizer):
     r"""Gradient descent (梯度下降), chapter 3.1.1:
 
@@ -94,10 +102,7 @@ class GD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """One update ``θ ← θ − η ∇L(θ)`` of every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr = group["lr"]
             for theta in group["params"]:
@@ -161,10 +166,7 @@ class SGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """One SGD update of every parameter that has a gradient (formula in the class doc)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, mu, tau = group["lr"], group["momentum"], group["dampening"]
             nesterov, wd = group["nesterov"], group["weight_decay"]
@@ -263,10 +265,7 @@ class Adam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """One Adam / AdamW update of every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             if group["foreach"]:
                 self._step_foreach(group)

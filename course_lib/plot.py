@@ -34,6 +34,17 @@ def _axes(ax=None, ncols: int = 1, figsize=None):
     return plt.subplots(1, ncols, figsize=figsize, squeeze=True)
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str | None):
+    """Label the axes, add the legend and the title (if any), tighten the layout."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_history(
     histories: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, Sequence[float]],
     metrics: Sequence[str] = ("loss", "accuracy"),
@@ -269,13 +280,7 @@ def plot_mean_std(
         ax.fill_between(steps, mean - std, mean + std, color=f"C{i % 10}", alpha=0.2)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title)
 
 
 def plot_power_law(
@@ -298,13 +303,7 @@ def plot_power_law(
     fig, ax = _axes(ax)
     ax.loglog(x, predicted, "-", color="C1", label=f"law {law}")
     ax.loglog(x, measured, "o", color="C0", label="measured")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title)
 
 
 # --- chapter 3.2: sparsity maps and pruning curves --------------------------------------------
@@ -495,13 +494,7 @@ def plot_data_curves(
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title)
 
 
 # --- chapter 3.4 and 7: compression tables and Pareto fronts ----------------------------------
@@ -587,10 +580,4 @@ def plot_curves(
     for i, (name, values) in enumerate(curves.items()):
         ax.plot(range(1, len(values) + 1), values, styles[i % len(styles)], label=name,
                 linewidth=2.0 if i == 0 else 1.5)  # fmt: skip
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title)

@@ -33,10 +33,12 @@ ROLE = re.compile(r"\{(?P<name>[\w:-]+)\}`(?P<body>[^`]*)`")
 
 
 class Entry(NamedTuple):
-    """A glossary entry: its canonical (first) term and every name it can be linked by."""
+    """A glossary entry: its canonical (first) term, every name it can be linked by, and its
+    definition."""
 
     canonical: str
     names: tuple[str, ...]
+    definition: str
 
     @property
     def english(self) -> tuple[str, ...]:
@@ -54,26 +56,11 @@ def glossary_entries(path: Path = GLOSSARY) -> list[Entry]:
                 continue
             if line[0].isspace():  # the definition: closes the entry
                 if terms:
-                    entries.append(Entry(terms[0], tuple(terms)))
+                    entries.append(Entry(terms[0], tuple(terms), line.strip()))
                 terms = []
             else:
                 terms.append(line.strip())
     return entries
-
-
-def definitions(path: Path = GLOSSARY) -> dict[str, str]:
-    """Canonical term -> its definition line."""
-    out: dict[str, str] = {}
-    text = path.read_text(encoding="utf-8")
-    for block in re.findall(r"^```\{glossary\}[^\n]*\n(.*?)^```", text, re.M | re.S):
-        current = None
-        for line in block.splitlines():
-            if line.strip() and not line[0].isspace():
-                current = current or line.strip()
-            elif line.strip() and current:
-                out[current] = line.strip()
-                current = None
-    return out
 
 
 def role_target(body: str) -> str:

@@ -10,7 +10,7 @@ import types
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from notebook_rules import ROOT, code_cells, config, notebooks, read, toc_files
-from reader_rules import definitions, first_unlinked_uses, glossary_entries, term_links
+from reader_rules import first_unlinked_uses, glossary_entries, term_links
 
 NOTEBOOKS = notebooks()
 IDS = [p.stem for p in NOTEBOOKS]
@@ -84,7 +84,7 @@ def test_glossary_entries_are_bilingual_and_defined():
         assert entry.canonical.isascii(), f"{entry.canonical}: the English name comes first"
         if entry.canonical not in names_without_chinese:
             assert any(chinese.search(n) for n in entry.names), f"{entry.canonical}: no 中文"
-        definition = definitions()[entry.canonical]
+        definition = entry.definition
         assert len(definition.split()) >= 5, f"{entry.canonical}: definition too short"
         assert "Chapter" in definition, f"{entry.canonical}: name the chapter(s)"
 
