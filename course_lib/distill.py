@@ -20,34 +20,22 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.std import tqdm  # plain text bar: no widget warning in notebooks
 
+from course_lib import _checks
 from course_lib.device import select_device
-from course_lib.train import History, default_progress, evaluate
+from course_lib.train import History, fit
 
 
 def _check_temperature(temperature: float) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number > 0, got {type(temperature).__name__}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return float(temperature)
+    return _checks.positive("temperature", temperature)
 
 
 def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a number in [0, 1], got {type(alpha).__name__}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    return float(alpha)
+    return _checks.fraction("alpha", alpha, closed=True)
 
 
 def _check_logits(name: str, logits) -> torch.Tensor:
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {logits.dtype}")
-    return logits
+    return _checks.tensor(name, logits, floating=True)
 
 
 def softmax_with_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -149,66 +137,32 @@ def train_student(
     alpha: float = 0.9,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    **fit_options,
 ) -> History:
     """Train ``student`` against a frozen ``teacher`` with :func:`distillation_loss`
-    (chapter 3.2). Returns the same per-epoch history as :func:`course_lib.train.fit`
-    (the training loss is the distillation loss; validation loss is cross-entropy).
+    (chapter 3.2): :func:`course_lib.train.fit` with a loss hook that adds the teacher's logits.
+    Returns ``fit``'s history (the training loss is the distillation loss; validation loss is
+    cross-entropy). ``fit_options`` (``scheduler``, ``clip_grad_norm``, ``patience``, ...) are
+    passed on to ``fit``.
 
     The teacher runs in eval mode under ``torch.no_grad()`` (no dropout noise, no graph, its
     parameters never change); its train/eval mode is restored at the end.
     """
-    for name, model in (("student", student), ("teacher", teacher)):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
-        if loader is None and name == "val_loader":
-            continue
-        if not hasattr(loader, "__iter__"):
-            raise TypeError(
-                f"{name} must be an iterable of (inputs, targets) batches, "
-                f"got {type(loader).__name__}"
-            )
+    _checks.module("student", student)
+    _checks.module("teacher", teacher)
     temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
-    device = select_device(device)
-    student.to(device)
-    teacher.to(device)
+    teacher.to(select_device(device))
     teacher_was_training = teacher.training
     teacher.eval()
-    progress = default_progress() if progress is None else progress
-    history: History = {
-        "epoch": [], "train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": []
-    }
+
+    def soft_and_hard_loss(model, inputs, targets):
+        with torch.no_grad():
+            teacher_logits = teacher(inputs)
+        logits = model(inputs)
+        return distillation_loss(logits, teacher_logits, targets, temperature, alpha), logits
+
     try:
-        for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False):
-            student.train()
-            total, correct, count = 0.0, 0, 0
-            for inputs, targets in train_loader:
-                inputs, targets = inputs.to(device), targets.to(device)
-                with torch.no_grad():
-                    teacher_logits = teacher(inputs)
-                optimizer.zero_grad()
-                logits = student(inputs)
-                loss = distillation_loss(logits, teacher_logits, targets, temperature, alpha)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(targets)
-                correct += (logits.argmax(dim=1) == targets).sum().item()
-                count += len(targets)
-            if count == 0:
-                raise ValueError("train_loader must yield at least one batch")
-            history["epoch"].append(epoch)
-            history["train_loss"].append(total / count)
-            history["train_accuracy"].append(correct / count)
-            if val_loader is not None:
-                val = evaluate(student, val_loader, F.cross_entropy, device)
-                history["val_loss"].append(val["loss"])
-                history["val_accuracy"].append(val["accuracy"])
+        return fit(student, train_loader, val_loader, optimizer, F.cross_entropy, epochs, device,
+                   progress=progress, loss_hook=soft_and_hard_loss, **fit_options)  # fmt: skip
     finally:
         teacher.train(teacher_was_training)
-    return history

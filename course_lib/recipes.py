@@ -28,6 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from course_lib import _checks
 from course_lib.compress import count_nonzero, count_parameters, measure_latency, model_size_bytes
 from course_lib.data import Splits, train_val_test_split
 from course_lib.parallel import num_threads
@@ -188,37 +189,17 @@ def fit_early_stopping(
     patience: int | None = None,
     device: str | torch.device | None = None,
 ) -> tuple[History, int]:
-    """Train like :func:`course_lib.train.fit`, one epoch at a time, and at the end load the
-    weights of the epoch with the lowest validation loss (*early stopping*, 早停; chapter 4.1).
+    """Train with :func:`course_lib.train.fit` and at the end load the weights of the epoch
+    with the lowest validation loss (*early stopping*, 早停; chapter 4.1).
 
     ``best = argmin_e val_loss(e)``. With ``patience`` the run also stops once the validation
-    loss has not improved for ``patience`` epochs in a row. Returns the history (as ``fit``'s,
-    up to the last epoch run) and the 1-based best epoch; ``model`` holds that epoch's weights.
+    loss has not improved for ``patience`` epochs in a row. Returns the history (up to the last
+    epoch run) and the 1-based best epoch; ``model`` holds that epoch's weights.
     """
-    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"max_epochs must be a positive int, got {max_epochs!r}")
-    if patience is not None and (
-        isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
-    ):
-        raise ValueError(f"patience must be None or a positive int, got {patience!r}")
-    if val_loader is None:
-        raise ValueError(
-            "val_loader must be an iterable of (inputs, targets) batches (early stopping picks "
-            "the epoch on it), got None"
-        )
-    history: History = {}
-    best_loss, best_epoch, best_state = math.inf, 0, None
-    for epoch in range(1, max_epochs + 1):
-        one = fit(model, train_loader, val_loader, optimizer, loss_fn, 1, device)
-        for key, values in one.items():
-            history.setdefault(key, []).extend([epoch] if key == "epoch" else values)
-        if one["val_loss"][0] < best_loss:
-            best_loss, best_epoch = one["val_loss"][0], epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif patience is not None and epoch - best_epoch >= patience:
-            break
-    model.load_state_dict(best_state)
-    return history, best_epoch
+    max_epochs = _checks.positive_int("max_epochs", max_epochs)
+    history = fit(model, train_loader, val_loader, optimizer, loss_fn, max_epochs, device,
+                  patience=patience, restore_best=True)  # fmt: skip
+    return history, history["best_epoch"][0]
 
 
 class SeedStats(NamedTuple):

@@ -1,13 +1,24 @@
 """Training and evaluation loops (chapter 1; used by every chapter after it).
 
-``fit`` is the loop of the source document's section 4.1, written once and correctly: it moves
-each batch to the device, zeroes gradients, runs forward / backward / step, and after every
-epoch evaluates on the validation set, returning a per-epoch history of loss and accuracy.
+``fit`` is the loop of the source document's section 4.1, written once and correctly, and the
+*only* training loop of the course: distillation (``distill.train_student``), early stopping
+(``recipes.fit_early_stopping``) and data-parallel training (``parallel.train_data_parallel``)
+are thin wrappers around it. One step is
+
+    zero_grad → loss = loss_fn(model(x), y) → backward → [unscale] → clip → step → [schedule]
+
+with the options chapter 3.1 teaches (learning-rate schedules per step or per epoch, gradient
+clipping with the norm recorded before clipping) and those of chapter 3.4 (mixed precision:
+bfloat16 autocast, or float16 autocast with a ``GradScaler`` so that small gradients do not
+underflow to zero). Losses and accuracies accumulate *on the device*; the host synchronises
+once per epoch, never per step (chapter 3.4: CUDA runs asynchronously, and a ``.item()`` per
+step makes the CPU wait for the GPU every step).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import sys
@@ -19,15 +30,32 @@ import torch
 from torch import nn
 from tqdm.std import tqdm  # plain text bar: no widget warnings in notebooks or the book
 
+from course_lib import _checks
 from course_lib.device import select_device
 
-History = dict[str, list[float]]
-"""Per-epoch metrics: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
-``val_accuracy`` (accuracy is ``nan`` for non-classification targets)."""
+History = dict[str, list]
+"""What :func:`fit` records.
+
+Per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``
+(accuracy is ``nan`` for non-classification targets), ``skipped_steps`` (optimizer steps the
+float16 ``GradScaler`` skipped because a gradient was inf/NaN). Per optimizer step: ``lr`` (the
+learning rate of the first parameter group used by that step), ``grad_norm`` (the total
+gradient norm ``‖g‖₂`` *before* clipping) and ``step_loss`` (the mini-batch loss). With early
+stopping: ``best_epoch`` (one entry)."""
+
+LossHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple]
+"""``loss_hook(model, inputs, targets) -> (loss, outputs)``: replaces the default
+``outputs = model(inputs); loss = loss_fn(outputs, targets)`` (distillation adds the teacher's
+logits here). ``outputs`` may be ``None`` when accuracy means nothing."""
 
 
-def _is_classification(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
-    return outputs.ndim == 2 and outputs.shape[1] > 1 and not targets.is_floating_point()
+def _is_classification(outputs: torch.Tensor | None, targets: torch.Tensor) -> bool:
+    return (
+        outputs is not None
+        and outputs.ndim == 2
+        and outputs.shape[1] > 1
+        and not targets.is_floating_point()
+    )
 
 
 def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
@@ -36,21 +64,8 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
-def _check_model_and_loader(model: nn.Module, loader: Iterable, name: str) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not hasattr(loader, "__iter__"):
-        raise TypeError(
-            f"{name} must be an iterable of (inputs, targets) batches, got {type(loader).__name__}"
-        )
-
-
-def _check_loss_fn(loss_fn) -> None:
-    if not callable(loss_fn):
-        raise TypeError(
-            "loss_fn must be callable: loss_fn(outputs, targets) -> scalar tensor, "
-            f"got {type(loss_fn).__name__}"
-        )
+def _loss_fn(loss_fn) -> Callable:
+    return _checks.function("loss_fn", loss_fn, "loss_fn(outputs, targets) -> scalar tensor")
 
 
 def default_progress() -> bool:
@@ -71,30 +86,82 @@ def evaluate(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` over ``loader`` (model in eval mode, no gradients).
+    """Mean loss and accuracy of ``model`` over ``loader`` (eval mode, no gradients).
 
-    Loss is averaged per example: ``sum_b loss_b * |b| / N``. Accuracy is the fraction of
-    ``argmax`` predictions equal to the integer targets, or ``nan`` for regression targets.
+    Both are means *per example*, also when the last batch is smaller:
+    ``loss = Σ_b loss_b·|b| / N`` (``loss_fn`` returns the batch mean) and
+    ``accuracy = #{argmax = y} / N``, or ``nan`` for regression targets. The model's
+    train/eval mode is restored afterwards, even if a batch raises.
     """
-    _check_model_and_loader(model, loader, "loader")
-    _check_loss_fn(loss_fn)
+    _checks.module("model", model)
+    _checks.batches("loader", loader)
+    _loss_fn(loss_fn)
     device = select_device(device)
     was_training = model.training
     model.eval()
-    total_loss, correct, count, classification = 0.0, 0, 0, True
-    for inputs, targets in loader:
-        inputs, targets = inputs.to(device), targets.to(device)
-        outputs = model(inputs)
-        total_loss += loss_fn(outputs, targets).item() * len(targets)
-        classification = classification and _is_classification(outputs, targets)
-        if classification:
-            correct += (outputs.argmax(dim=1) == targets).sum().item()
-        count += len(targets)
-    model.train(was_training)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count, classification = 0, True
+    try:
+        for inputs, targets in loader:
+            inputs, targets = inputs.to(device), targets.to(device)
+            outputs = model(inputs)
+            total_loss += loss_fn(outputs, targets).detach().double() * len(targets)
+            classification = classification and _is_classification(outputs, targets)
+            if classification:
+                correct += (outputs.argmax(dim=1) == targets).sum()
+            count += len(targets)
+    finally:
+        model.train(was_training)
     if count == 0:
-        raise ValueError("loader must yield at least one batch")
-    accuracy = correct / count if classification else float("nan")
-    return {"loss": total_loss / count, "accuracy": accuracy}
+        raise ValueError("loader must yield at least one batch, got none")
+    accuracy = correct.item() / count if classification else float("nan")
+    return {"loss": total_loss.item() / count, "accuracy": accuracy}
+
+
+def _grad_norm(optimizer: torch.optim.Optimizer, max_norm: float | None) -> torch.Tensor:
+    """Total 2-norm of all gradients, ``‖g‖₂ = sqrt(Σ_p ‖g_p‖²)``, before clipping; clips to
+    ``max_norm`` when given (``torch.nn.utils.clip_grad_norm_``). Stays on the device."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not params:
+        return torch.zeros(())
+    if max_norm is not None:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+
+
+def _check_fit_options(scheduler, scheduler_interval, clip_grad_norm, amp_dtype, progress,
+                       after_step, loss_hook, patience, restore_best, val_loader) -> None:
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError(
+            "scheduler must be None or a learning-rate scheduler with a step() method, "
+            f"got {type(scheduler).__name__}"
+        )
+    _checks.one_of("scheduler_interval", scheduler_interval, ("step", "epoch"))
+    _checks.positive("clip_grad_norm", clip_grad_norm, allow_none=True)
+    if amp_dtype is not None and amp_dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(
+            f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}"
+        )
+    if progress is not None:
+        _checks.flag("progress", progress)
+    _checks.callable_or_none("after_step", after_step, "after_step(model)")
+    _checks.callable_or_none("loss_hook", loss_hook,
+                             "loss_hook(model, inputs, targets) -> (loss, outputs)")  # fmt: skip
+    _checks.positive_int("patience", patience, allow_none=True)
+    _checks.flag("restore_best", restore_best)
+    if val_loader is None and (patience is not None or restore_best):
+        raise ValueError(
+            "val_loader must be an iterable of (inputs, targets) batches when patience or "
+            "restore_best is used (early stopping picks the epoch on it), got None"
+        )
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if plateau and (scheduler_interval != "epoch" or val_loader is None):
+        raise ValueError(
+            "scheduler must be stepped per epoch with a val_loader when it is ReduceLROnPlateau "
+            "(it reads the validation loss), got "
+            f"scheduler_interval={scheduler_interval!r}, val_loader={val_loader!r}"
+        )
 
 
 def fit(
@@ -107,91 +174,129 @@ def fit(
     device: str | torch.device | None = None,
     *,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scheduler_interval: str = "epoch",
+    clip_grad_norm: float | None = None,
     amp_dtype: torch.dtype | None = None,
     progress: bool | None = None,
     after_step: Callable[[nn.Module], None] | None = None,
+    loss_hook: LossHook | None = None,
+    patience: int | None = None,
+    restore_best: bool = False,
 ) -> History:
-    """Train ``model`` for ``epochs`` passes over ``train_loader``; return the history.
+    """Train ``model`` for at most ``epochs`` passes over ``train_loader``; return the
+    :data:`History`.
 
-    Each step: ``optimizer.zero_grad() → loss = loss_fn(model(x), y) → loss.backward() →
-    optimizer.step()``. ``amp_dtype`` (e.g. ``torch.bfloat16``) runs the forward pass under
-    ``torch.autocast`` (mixed precision, chapter 3.4). ``after_step(model)`` is called after
-    every optimizer step (e.g. to re-apply a pruning mask). ``scheduler.step()`` is called once
-    per epoch. The model is moved to ``device`` (default: :func:`select_device`).
+    - ``scheduler``: any ``torch.optim.lr_scheduler`` scheduler, stepped after every optimizer
+      step (``scheduler_interval="step"``: warm-up, cosine, OneCycle over steps) or after every
+      epoch (``"epoch"``, the default; ``ReduceLROnPlateau`` receives the validation loss) —
+      the convention of PyTorch Lightning (chapter 3.1).
+    - ``clip_grad_norm``: rescale the gradients to total norm ``≤ c``,
+      ``g ← g · min(1, c / ‖g‖₂)`` (chapter 3.1). ``grad_norm`` is recorded either way.
+    - ``amp_dtype``: ``torch.bfloat16`` runs the forward pass under ``torch.autocast``;
+      ``torch.float16`` does too, and scales the loss with ``torch.amp.GradScaler`` (on the CPU
+      as well): gradients are computed for ``s·L``, unscaled before clipping, and a step whose
+      gradients overflowed is skipped and counted in ``skipped_steps`` (chapter 3.4).
+    - ``after_step(model)``: called after every optimizer step (e.g. to re-apply a mask).
+    - ``loss_hook(model, inputs, targets) -> (loss, outputs)``: a different loss per batch
+      (distillation, chapter 3.2).
+    - ``patience``: stop once the validation loss has not improved for that many epochs;
+      ``restore_best``: at the end load the weights of the epoch with the lowest validation loss
+      (early stopping, 早停, chapter 4.1). Either records ``best_epoch``.
+
+    The model is moved to ``device`` (default: :func:`select_device`). No value is copied to
+    the host during an epoch: losses, accuracies and norms stay on the device until its end.
     """
-    _check_model_and_loader(model, train_loader, "train_loader")
-    if val_loader is not None:
-        _check_model_and_loader(model, val_loader, "val_loader")
-    _check_optimizer(optimizer)
-    _check_loss_fn(loss_fn)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
-        raise TypeError(
-            "scheduler must be None or a learning-rate scheduler with a step() method, "
-            f"got {type(scheduler).__name__}"
-        )
-    if amp_dtype is not None and amp_dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(
-            f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}"
-        )
-    if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"progress must be None or a bool, got {type(progress).__name__}")
-    if after_step is not None and not callable(after_step):
-        raise TypeError(
-            f"after_step must be None or callable: after_step(model), "
-            f"got {type(after_step).__name__}"
-        )
+    _checks.module("model", model)
+    _checks.batches("train_loader", train_loader)
+    _checks.batches("val_loader", val_loader, allow_none=True)
+    _checks.optimizer("optimizer", optimizer)
+    _loss_fn(loss_fn)
+    epochs = _checks.positive_int("epochs", epochs)
+    _check_fit_options(scheduler, scheduler_interval, clip_grad_norm, amp_dtype, progress,
+                       after_step, loss_hook, patience, restore_best, val_loader)  # fmt: skip
     device = select_device(device)
     model.to(device)
     progress = default_progress() if progress is None else progress
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    early = patience is not None or restore_best
     history: History = {
-        "epoch": [],
-        "train_loss": [],
-        "train_accuracy": [],
-        "val_loss": [],
-        "val_accuracy": [],
+        key: []
+        for key in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                    "skipped_steps", "lr", "grad_norm", "step_loss")  # fmt: skip
     }
+    best_loss, best_epoch, best_state = math.inf, 0, None
+
+    def default_loss(model, inputs, targets):
+        outputs = model(inputs)
+        return loss_fn(outputs, targets), outputs
+
+    step_loss = default_loss if loss_hook is None else loss_hook
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        total_loss, correct, count, classification = 0.0, 0, 0, True
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        count, classification = 0, True
+        losses, norms = [], []
         for inputs, targets in train_loader:
             inputs, targets = inputs.to(device), targets.to(device)
-            optimizer.zero_grad()
+            optimizer.zero_grad(set_to_none=True)
             with _autocast(device, amp_dtype):
-                outputs = model(inputs)
-                loss = loss_fn(outputs, targets)
-            loss.backward()
-            optimizer.step()
+                loss, outputs = step_loss(model, inputs, targets)
+            history["lr"].append(float(optimizer.param_groups[0]["lr"]))
+            if scaler is None:
+                loss.backward()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # clip and record the true gradient, not s·g
+            norms.append(_grad_norm(optimizer, clip_grad_norm))
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)  # skipped when a gradient is inf/NaN
+                scaler.update()
+            if scheduler is not None and scheduler_interval == "step":
+                scheduler.step()
             if after_step is not None:
                 after_step(model)
-            total_loss += loss.item() * len(targets)
+            loss = loss.detach().float()
+            losses.append(loss)
+            total_loss += loss.double() * len(targets)
             classification = classification and _is_classification(outputs, targets)
             if classification:
-                correct += (outputs.argmax(dim=1) == targets).sum().item()
+                correct += (outputs.detach().argmax(dim=1) == targets).sum()
             count += len(targets)
         if count == 0:
-            raise ValueError("train_loader must yield at least one batch")
-        if scheduler is not None:
-            scheduler.step()
+            raise ValueError("train_loader must yield at least one batch, got none")
+        # one host synchronisation per epoch
+        norms_host = torch.stack([n.float().to(device) for n in norms]).tolist()
+        history["grad_norm"].extend(norms_host)
+        history["step_loss"].extend(torch.stack(losses).tolist())
+        skipped = sum(not math.isfinite(n) for n in norms_host) if scaler is not None else 0
+        history["skipped_steps"].append(skipped)
         history["epoch"].append(epoch)
-        history["train_loss"].append(total_loss / count)
-        history["train_accuracy"].append(correct / count if classification else float("nan"))
+        train_loss = total_loss.item() / count
+        history["train_loss"].append(train_loss)
+        history["train_accuracy"].append(correct.item() / count if classification else math.nan)
         if val_loader is not None:
             val = evaluate(model, val_loader, loss_fn, device)
             history["val_loss"].append(val["loss"])
             history["val_accuracy"].append(val["accuracy"])
-            bar.set_postfix(train_loss=f"{total_loss / count:.4f}", val_loss=f"{val['loss']:.4f}")
+            bar.set_postfix(train_loss=f"{train_loss:.4f}", val_loss=f"{val['loss']:.4f}")
+        if scheduler is not None and scheduler_interval == "epoch":
+            scheduler.step(history["val_loss"][-1]) if plateau else scheduler.step()
+        if early:
+            if history["val_loss"][-1] < best_loss:
+                best_loss, best_epoch = history["val_loss"][-1], epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif patience is not None and epoch - best_epoch >= patience:
+                break
+    if early:
+        history["best_epoch"] = [best_epoch]
+        if restore_best and best_state is not None:
+            model.load_state_dict(best_state)
     return history
-
-
-def _check_optimizer(optimizer, allow_none: bool = False) -> None:
-    if optimizer is None and allow_none:
-        return
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        allowed = "a torch.optim.Optimizer or None" if allow_none else "a torch.optim.Optimizer"
-        raise TypeError(f"optimizer must be {allowed}, got {type(optimizer).__name__}")
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -227,11 +332,9 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
 
 def _check_checkpoint_args(path, model, optimizer) -> Path:
     """The arguments shared by save_checkpoint and load_checkpoint; returns ``Path(path)``."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_optimizer(optimizer, allow_none=True)
+    _checks.instance("path", path, (str, os.PathLike), "a str or os.PathLike")
+    _checks.module("model", model)
+    _checks.optimizer("optimizer", optimizer, allow_none=True)
     return Path(path)
 
 
