@@ -55,7 +55,7 @@ def load_sklearn_table(
       13 features, 3 classes: *classification*, ``y`` int64, stratified split.
 
     Features are returned raw (float32, unscaled): scaling them is a step the chapters teach
-    (``course_lib.data.Standardize``, fitted on the training part only).
+    (``course_lib.scaling.Standardize``, fitted on the training part only).
     """
     import sklearn.datasets
 
@@ -83,13 +83,8 @@ class AugmentedLoader:
     def __init__(
         self, loader: Iterable, transform: Callable[[torch.Tensor], torch.Tensor]
     ) -> None:
-        if not hasattr(loader, "__iter__"):
-            raise TypeError(
-                "loader must be an iterable of (inputs, targets) batches, "
-                f"got {type(loader).__name__}"
-            )
-        if not callable(transform):
-            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        _checks.batches("loader", loader)
+        _checks.function("transform", transform)
         self.loader, self.transform = loader, transform
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -111,15 +106,11 @@ def random_time_shift(
     analogue of shifting an image, and it preserves the label. Same ``generator`` seed, same
     output.
     """
-    if not isinstance(signals, torch.Tensor):
-        raise TypeError(f"signals must be a torch.Tensor, got {type(signals).__name__}")
+    _checks.tensor("signals", signals)
     if signals.ndim not in (2, 3):
         raise ValueError(f"signals must have shape (N, L) or (N, C, L), got {tuple(signals.shape)}")
     length = signals.shape[-1]
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int):
-        raise TypeError(f"max_shift must be an int, got {type(max_shift).__name__}")
-    if not 0 <= max_shift < length:
-        raise ValueError(f"max_shift must be in [0, {length - 1}] (length - 1), got {max_shift}")
+    _checks.integer("max_shift", max_shift, 0, length - 1)
     n = signals.shape[0]
     shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=generator)
     t = torch.arange(length)
@@ -147,22 +138,11 @@ def profile_model(
     ``model(example_input)`` in milliseconds (``course_lib.compress.measure_latency``) with
     ``threads`` intra-op CPU threads, so that models are compared, not thread schedules.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor, got {type(example_input).__name__}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
-    if eval_loader is not None and not hasattr(eval_loader, "__iter__"):
-        raise TypeError(
-            "eval_loader must be None or an iterable of (inputs, targets) batches, "
-            f"got {type(eval_loader).__name__}"
-        )
-    if loss_fn is not None and not callable(loss_fn):
-        raise TypeError(
-            f"loss_fn must be None or callable: loss_fn(outputs, targets), "
-            f"got {type(loss_fn).__name__}"
-        )
+    _checks.module("model", model)
+    _checks.tensor("example_input", example_input)
+    threads = _checks.positive_int("threads", threads)
+    _checks.batches("eval_loader", eval_loader, allow_none=True)
+    _checks.callable_or_none("loss_fn", loss_fn, "loss_fn(outputs, targets)")
     accuracy = float("nan")
     if eval_loader is not None:
         loss_fn = nn.functional.cross_entropy if loss_fn is None else loss_fn
@@ -220,16 +200,8 @@ def over_seeds(experiment: Callable[[int], float], seeds: Sequence[int]) -> Seed
     A gain measured on one seed may be noise: report ``mean ± std`` over several seeds, and
     call a difference real only when it is large against the spread.
     """
-    if not callable(experiment):
-        raise TypeError(
-            f"experiment must be callable: experiment(seed) -> float, "
-            f"got {type(experiment).__name__}"
-        )
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed, got none")
+    _checks.function("experiment", experiment, "experiment(seed) -> float")
+    seeds = list(_checks.ints("seeds", seeds, 0))
     values = [float(experiment(seed)) for seed in seeds]
     if any(math.isnan(v) for v in values):
         raise ValueError("experiment returned NaN for at least one seed")
