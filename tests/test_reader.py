@@ -36,7 +36,8 @@ EXERCISE_CHAPTERS = [
     "03_1_parameters",
     "03_2_structure",
     "03_3_data",
-    "03_4_compute",
+    "03_4_1_compression",
+    "03_4_2_parallel",
     "04_best_practices",
 ]
 HIDDEN_TAGS = {"hide-cell", "hide-input"}
