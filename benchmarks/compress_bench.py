@@ -1,8 +1,9 @@
 """Dense float32 vs int8 dynamic quantization of a wide MLP on this CPU (chapter 3.4).
 
 Prints, in one run, the latency ratio dense / int8 at batch 1 and batch 64 and the measured
-size ratios. Timings on a shared machine are noisy, so each ratio is the median over several
-rounds, and in every round both models are timed back to back (same machine state).
+size ratios. Timings on a shared machine are noisy, so the two models are timed in alternation
+(``course_lib.timing.interleaved``, the helper the chapters use) and each ratio is the median of
+the per-round ratios.
 
     .venv/bin/python benchmarks/compress_bench.py [--hidden 1024 2048] [--threads 1 2]
 
@@ -19,26 +20,24 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import warnings
 
 import torch
 
-from course_lib import compress, seed_everything
+from course_lib import compress, seed_everything, timing
 from course_lib.models import MLP
 from course_lib.parallel import num_threads
 
 
 def ratio_over_rounds(reference, candidate, x, rounds: int, repeats: int) -> tuple[float, float]:
-    """Median over rounds of latency(reference) / latency(candidate); also the reference's
-    median latency in seconds."""
-    ratios, ref_times = [], []
-    for _ in range(rounds):
-        ref = compress.measure_latency(reference, x, warmup=5, repeats=repeats).median
-        cand = compress.measure_latency(candidate, x, warmup=5, repeats=repeats).median
-        ratios.append(ref / cand)
-        ref_times.append(ref)
-    return statistics.median(ratios), statistics.median(ref_times)
+    """Median over ``rounds × repeats`` interleaved rounds of latency(reference) /
+    latency(candidate); also the reference's median latency in seconds."""
+    with timing.inference(reference, candidate):
+        comparison = timing.interleaved(
+            {"reference": lambda: reference(x), "candidate": lambda: candidate(x)},
+            rounds=rounds * repeats, warmup=5,
+        )  # fmt: skip
+    return comparison.ratio("reference", "candidate"), comparison.medians["reference"]
 
 
 def torchao_int8(model: torch.nn.Module):

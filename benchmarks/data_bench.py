@@ -6,7 +6,9 @@
 2. Sparse × dense matrix product: CSR time / dense time against density for a few matrix sizes,
    and the density where the ratio crosses 1 (log–log fit of the ratios between 0.1 and 10).
 
-Each ratio is the median over ``--rounds`` rounds in which both variants run back to back.
+Each ratio is the median of the per-round ratios of the two variants timed in alternation
+(``course_lib.timing.interleaved``, the helper the chapters use), so that background load
+touches both alike.
 
     .venv/bin/python benchmarks/data_bench.py [--threads 1] [--rounds 5]
 """
@@ -14,29 +16,17 @@ Each ratio is the median over ``--rounds`` rounds in which both variants run bac
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from course_lib import augment, data, seed_everything
-
-
-def seconds(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from course_lib import augment, data, seed_everything, sparse, timing
 
 
 def augmentation_ratio(images: torch.Tensor, rounds: int) -> tuple[float, float]:
-    """Median over rounds of time(torchvision per image) / time(course_lib batched); also the
-    batched time in ms."""
+    """Median over interleaved rounds of time(torchvision per image) / time(course_lib
+    batched); also the batched time in ms."""
     generator = torch.Generator().manual_seed(0)
     tv = v2.RandomAffine(
         degrees=15,
@@ -44,29 +34,29 @@ def augmentation_ratio(images: torch.Tensor, rounds: int) -> tuple[float, float]
         scale=(0.9, 1.1),
         interpolation=v2.InterpolationMode.BILINEAR,
     )
-    ratios, ours_ms = [], []
-    for _ in range(rounds):
-        ours = seconds(
-            lambda: augment.random_affine(
+    comparison = timing.interleaved(
+        {
+            "course_lib": lambda: augment.random_affine(
                 images, degrees=15.0, scale=(0.9, 1.1), translate=0.1, generator=generator
-            )
-        )
-        theirs = seconds(lambda: augment.apply_pipeline(tv, images), repeats=3)
-        ratios.append(theirs / ours)
-        ours_ms.append(1e3 * ours)
-    return statistics.median(ratios), statistics.median(ours_ms)
+            ),
+            "torchvision": lambda: augment.apply_pipeline(tv, images),
+        },
+        rounds=3 * rounds,
+        warmup=1,
+    )
+    return comparison.ratio("torchvision", "course_lib"), 1e3 * comparison.medians["course_lib"]
 
 
 def sparse_crossover(n: int, densities: list[float], rounds: int) -> tuple[float, list[float]]:
     B = torch.randn(n, 64)
     ratios = []
     for density in densities:
-        A = data.random_sparse_matrix(n, n, density, seed=0)
-        csr = data.to_sparse(A, "csr")
-        per_round = [
-            data.matmul_seconds(csr, B, 5) / data.matmul_seconds(A, B, 5) for _ in range(rounds)
-        ]
-        ratios.append(statistics.median(per_round))
+        A = sparse.random_sparse_matrix(n, n, density, seed=0)
+        csr = sparse.to_sparse(A, "csr")
+        comparison = timing.interleaved(
+            {"csr": lambda S=csr: S @ B, "dense": lambda D=A: D @ B}, rounds=5 * rounds, warmup=1
+        )  # fmt: skip
+        ratios.append(comparison.ratio("csr", "dense"))
     r = np.array(ratios)
     near = (r > 0.1) & (r < 10)
     if near.sum() < 2:

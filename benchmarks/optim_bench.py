@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 from torch import nn
 
-from course_lib import optim
+from course_lib import optim, timing
 
 
 def big_model() -> nn.Module:
@@ -70,16 +68,9 @@ def time_steps(make_model, makers: dict, rounds: int, steps: int) -> dict[str, f
         for p in model.parameters():
             p.grad = torch.randn_like(p) * 1e-3
         opt = make(list(model.parameters()))
-        for _ in range(3):  # warm-up: allocate state, first-call costs
-            opt.step()
-        runs[name] = (opt, [])
-    for _ in range(rounds):
-        for opt, times in runs.values():
-            start = time.perf_counter()
-            for _ in range(steps):
-                opt.step()
-            times.append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(times) for name, (_, times) in runs.items()}
+        runs[name] = opt.step
+    # interleaved rounds of `steps` steps each, after 3 warm-up steps (state, first-call costs)
+    return timing.interleaved(runs, rounds=rounds, warmup=3, number=steps).medians
 
 
 def equivalence(steps: int = 200) -> dict[str, float]:

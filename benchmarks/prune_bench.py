@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 
 import torch
 
-from course_lib import compress, prune, seed_everything
+from course_lib import compress, prune, seed_everything, timing
 from course_lib.models import MLP
 
 TARGET_SPEEDUP = 1.7  # issue 4: structured -50 % of the hidden neurons, batch 256
@@ -44,20 +43,14 @@ def build_models(hidden: tuple[int, ...], sparsity: float, amounts: list[float])
 
 
 def latency_ratios(models: dict, x: torch.Tensor, rounds: int, repeats: int) -> dict:
-    """Median over rounds of latency(dense) / latency(model), and the dense median latency."""
-    ratios = {name: [] for name in models}
-    dense_times = []
-    for _ in range(rounds):
-        times = {
-            name: compress.measure_latency(m, x, warmup=5, repeats=repeats).median
-            for name, m in models.items()
-        }
-        dense_times.append(times["dense"])
-        for name, t in times.items():
-            ratios[name].append(times["dense"] / t)
-    return {name: statistics.median(r) for name, r in ratios.items()}, statistics.median(
-        dense_times
-    )
+    """Median over ``rounds × repeats`` interleaved rounds of latency(dense) / latency(model),
+    and the dense median latency."""
+    with timing.inference(*models.values()):
+        comparison = timing.interleaved(
+            {name: (lambda m=m: m(x)) for name, m in models.items()},
+            rounds=rounds * repeats, warmup=5,
+        )  # fmt: skip
+    return {name: comparison.ratio("dense", name) for name in models}, comparison.medians["dense"]
 
 
 def measure(argv: list[str] | None = None) -> list[dict]:

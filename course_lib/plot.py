@@ -1,7 +1,16 @@
 """One plotting style for the whole book (every chapter). The only module importing matplotlib.
 
-Each chapter adds the plots it needs here: training curves (chapter 1), trajectories on
-contours (3.1), sparsity maps (3.2), image grids (3.3), Pareto fronts (3.4, 7).
+Every helper returns a ``matplotlib.figure.Figure`` and draws on a new figure, or on ``ax``
+where it takes one (to place several plots side by side). Arguments are not checked beyond
+what matplotlib checks: a plot shows what it is given.
+
+- :func:`plot_curves`: the line plot of every chapter (curves, mean ± std over seeds, bands,
+  reference lines, log axes);
+- :func:`plot_history`: training curves from :func:`course_lib.train.fit` (chapters 1, 2, 4);
+- :func:`plot_cost_scaling`, :func:`plot_concept_map` (chapters 1 and 2);
+- :func:`plot_trajectories`: optimizer paths on contour lines (chapter 3.1);
+- :func:`plot_input_map`, :func:`plot_image_grid`: sparsity maps and images (chapters 3.2, 3.3);
+- :func:`plot_tradeoffs`: accuracy against size and latency with Pareto fronts (chapters 3.4, 7).
 """
 
 from __future__ import annotations
@@ -9,6 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from course_lib.compress import pareto_front
 
 STYLE = {
     "figure.figsize": (7.0, 4.0),
@@ -34,65 +49,107 @@ def _axes(ax=None, ncols: int = 1, figsize=None):
     return plt.subplots(1, ncols, figsize=figsize, squeeze=True)
 
 
-def _finish(fig, ax, xlabel: str, ylabel: str, title: str | None):
-    """Label the axes, add the legend and the title (if any), tighten the layout."""
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str | None, legend: str | None = "best"):
+    """Label the axes, add the legend (at ``legend``, unless None) and the title (if any),
+    tighten the layout; return the figure."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    if legend is not None:
+        ax.legend(loc=legend)
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
+def plot_curves(
+    curves: Mapping[str, Sequence[float] | Sequence[Sequence[float]]],
+    x: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+    *,
+    std: Mapping[str, Sequence[float]] | None = None,
+    styles: Mapping[str, str] | None = None,
+    xlabel: str = "step",
+    ylabel: str = "",
+    logx: bool = False,
+    logy: bool = False,
+    xticks: Sequence[float] | None = None,
+    hlines: Mapping[str, float] | None = None,
+    band: tuple[float, float] | None = None,
+    vline: tuple[float, str] | None = None,
+    legend: str = "best",
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """Several curves on one axes: the line plot of every chapter (loss per step, learning
+    curves, a metric against a hyper-parameter, measured points against a law).
+
+    - ``curves`` maps a label to its y values. A value that is a list of equally long curves
+      (one per seed) is drawn as their mean with a ±1 std band, labelled with the number of
+      runs (chapter 3.1).
+    - ``x``: one sequence shared by every curve, a mapping label → x for curves of different
+      lengths, or ``None`` for 1, 2, …, n.
+    - ``std`` (label → values) draws a ±1 std band around that curve.
+    - ``styles`` (label → matplotlib format, e.g. ``"o"`` for points only) overrides the
+      default, which cycles the line styles ``-``, ``--``, ``:``, ``-.`` so that curves that
+      coincide stay visible, with markers on curves of at most 30 points.
+    - ``hlines`` (label → y) draws reference levels, ``band = (low, high)`` shades a horizontal
+      band (e.g. "within one point of the baseline"), ``vline = (x0, label)`` marks a position
+      such as a measured crossover; ``xticks`` puts ticks labelled with their values at those
+      x positions (handy on a log axis); ``legend`` is the legend's ``loc``.
+    """
+    fig, ax = _axes(ax)
+    line_styles = ["-", "--", ":", "-."]
+    for i, (label, ys) in enumerate(curves.items()):
+        values, spread, shown = np.asarray(ys, dtype=float), None, label
+        if values.ndim == 2:  # several runs: mean ± std over them
+            values, spread = values.mean(axis=0), values.std(axis=0)
+            shown = f"{label} (n={len(ys)})"
+        elif std is not None and label in std:
+            spread = np.asarray(std[label], dtype=float)
+        if isinstance(x, Mapping):
+            xs = np.asarray(x[label], dtype=float)
+        else:
+            xs = np.arange(1, len(values) + 1) if x is None else np.asarray(x, dtype=float)
+        style = (styles or {}).get(label)
+        if style is None:
+            style = line_styles[i % len(line_styles)] + ("o" if len(values) <= 30 else "")
+        (line,) = ax.plot(xs, values, style, ms=4, label=shown)
+        if spread is not None:
+            ax.fill_between(xs, values - spread, values + spread, color=line.get_color(),
+                            alpha=0.2)  # fmt: skip
+    for j, (label, level) in enumerate((hlines or {}).items()):
+        ax.axhline(level, linestyle=["--", ":", "-."][j % 3], color=f"C{len(curves) + j}",
+                   linewidth=1.2, label=label)  # fmt: skip
+    if band is not None:
+        ax.axhspan(band[0], band[1], color="gray", alpha=0.15)
+    if vline is not None:
+        ax.axvline(vline[0], color="gray", ls=":", lw=1.5, label=vline[1])
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if xticks is not None:
+        ax.set_xticks(list(xticks), [f"{v:g}" for v in xticks])
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+    return _finish(fig, ax, xlabel, ylabel, title, legend)
+
+
 def plot_history(
     histories: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, Sequence[float]],
     metrics: Sequence[str] = ("loss", "accuracy"),
     title: str | None = None,
-):
+) -> Figure:
     """Training curves: one panel per metric, train dashed and validation solid.
 
     ``histories`` is one history from :func:`course_lib.train.fit`, or a mapping
-    ``label → history`` to compare several runs on the same axes. Returns the figure.
+    ``label → history`` to compare several runs on the same axes.
     """
-    if not isinstance(histories, Mapping):
-        raise TypeError(
-            f"histories must be a history dict or a mapping label → history, "
-            f"got {type(histories).__name__}"
-        )
     if "train_loss" in histories:  # a single history
         histories = {"": histories}
-    if not histories:
-        raise ValueError("histories must hold at least one history, got an empty mapping")
-    if isinstance(metrics, str) or not metrics:
-        raise ValueError(
-            f"metrics must be a non-empty sequence of 'loss', 'accuracy', got {metrics!r}"
-        )
-    for metric in metrics:
-        if metric not in ("loss", "accuracy"):
-            raise ValueError(f"metrics must be 'loss' or 'accuracy', got {metric!r}")
-    for label, history in histories.items():
-        if not isinstance(history, Mapping):
-            raise TypeError(
-                f"histories[{label!r}] must be a history dict (as returned by fit), "
-                f"got {type(history).__name__}"
-            )
-        for key in ("epoch", *(f"train_{m}" for m in metrics)):
-            if key not in history:
-                raise ValueError(
-                    f"histories[{label!r}] must have the key {key!r} (a history from fit), "
-                    f"got keys {sorted(history)}"
-                )
-            if len(history[key]) != len(history["epoch"]):
-                raise ValueError(
-                    f"histories[{label!r}][{key!r}] must have one value per epoch "
-                    f"({len(history['epoch'])}), got {len(history[key])}"
-                )
     fig, axes = _axes(ncols=len(metrics), figsize=(5.0 * len(metrics), 3.6))
     axes = [axes] if len(metrics) == 1 else list(axes)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, history) in enumerate(histories.items()):
-        color = colors[i % len(colors)]
+        color = f"C{i % 10}"
         prefix = f"{label} " if label else ""
         for ax, metric in zip(axes, metrics, strict=True):
             epochs = history["epoch"]
@@ -113,36 +170,27 @@ def plot_history(
 
 def plot_cost_scaling(
     rows: Sequence[Mapping[str, float]], x: str, title: str | None = None, ax=None
-):
+) -> Figure:
     """Parameters, FLOPs (left, log scale) and measured latency (right) against ``x``.
 
     ``rows`` are dicts with keys ``x``, ``"parameters"``, ``"flops"`` and ``"latency_ms"``
-    (chapter 1: how the cost of a network grows with its width and depth). Returns the axes.
+    (chapter 1: how the cost of a network grows with its width and depth).
     """
-    if not rows:
-        raise ValueError("rows must hold at least one measurement, got none")
-    for key in (x, "parameters", "flops", "latency_ms"):
-        if key not in rows[0]:
-            raise ValueError(f"rows must have the key {key!r}")
     fig, ax = _axes(ax)
     xs = [r[x] for r in rows]
     ax.plot(xs, [r["parameters"] for r in rows], "o-", label="parameters")
     ax.plot(xs, [r["flops"] for r in rows], "s-", label="FLOPs per batch")
     ax.set_yscale("log")
-    ax.set_xlabel(x)
-    ax.set_ylabel("count (log scale)")
     right = ax.twinx()
     right.plot(xs, [r["latency_ms"] for r in rows], "^--", color="C3", label="latency (ms)")
     right.set_ylabel("median latency (ms)", color="C3")
     right.grid(False)
     lines = ax.get_lines() + right.get_lines()
     ax.legend(lines, [line.get_label() for line in lines], loc="upper left")
-    if title:
-        ax.set_title(title)
-    return ax
+    return _finish(fig, ax, x, "count (log scale)", title, legend=None)
 
 
-def plot_concept_map(ax=None):
+def plot_concept_map(ax=None) -> Figure:
     """The four kinds of optimization around the model, with their interactions (chapter 2).
 
     Labels are English only: matplotlib's default fonts have no CJK glyphs.
@@ -177,7 +225,7 @@ def plot_concept_map(ax=None):
     ax.set_xlim(-0.15, 1.15)
     ax.set_ylim(-0.05, 1.05)
     ax.axis("off")
-    return ax
+    return fig
 
 
 # --- chapter 3.1: optimizer trajectories on contours ------------------------------------------
@@ -192,26 +240,14 @@ def plot_trajectories(
     minimum: tuple[float, float] | None = None,
     title: str | None = None,
     ax=None,
-):
+) -> Figure:
     """Paths of optimizers drawn over the contour lines of a 2-D function (chapter 3.1).
 
     ``f(x, y)`` is a torch function (e.g. :func:`course_lib.optim.quadratic`); each value of
     ``trajectories`` is a :class:`course_lib.optim.Trajectory` or an ``(n, 2)`` array of points.
     Contour levels are spaced logarithmically, so both the steep walls and the flat floor of
-    a valley show. ``minimum`` marks the optimum with a star. Returns the figure.
+    a valley show. ``minimum`` marks the optimum with a star.
     """
-    import numpy as np
-    import torch
-
-    if not callable(f):
-        raise TypeError(f"f must be callable: f(x, y) -> tensor, got {type(f).__name__}")
-    if not trajectories:
-        raise ValueError("trajectories must hold at least one path, got none")
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise ValueError(f"levels must be an int >= 2, got {levels!r}")
-    for name, lim in (("xlim", xlim), ("ylim", ylim)):
-        if len(lim) != 2 or not lim[0] < lim[1]:
-            raise ValueError(f"{name} must be (low, high) with low < high, got {lim!r}")
     fig, ax = _axes(ax, figsize=(5.5, 4.2))
     xs = torch.linspace(xlim[0], xlim[1], 200, dtype=torch.float64)
     ys = torch.linspace(ylim[0], ylim[1], 200, dtype=torch.float64)
@@ -231,134 +267,17 @@ def plot_trajectories(
         ax.plot(*minimum, "*", color="gold", markersize=14, markeredgecolor="black", zorder=5)
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
     ax.grid(False)
     ax.legend(loc="best", fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "x", "y", title, legend=None)
 
 
-def plot_mean_std(
-    runs: Mapping[str, Sequence[Sequence[float]]],
-    xlabel: str = "epoch",
-    ylabel: str = "loss",
-    logy: bool = False,
-    title: str | None = None,
-    ax=None,
-):
-    """Mean curve ± one standard deviation over repeated runs (seeds), one band per label
-    (chapter 3.1). Each value of ``runs`` is a list of equally long curves, one per seed."""
-    import numpy as np
-
-    if not runs:
-        raise ValueError("runs must hold at least one label, got none")
-    arrays = {}
-    for name, curves in runs.items():
-        try:
-            values = np.asarray(curves, dtype=float)
-        except ValueError:  # ragged: curves of different lengths
-            values = np.empty(0)
-        if values.ndim != 2 or values.size == 0:
-            lengths = (
-                [len(c) if hasattr(c, "__len__") else "a number" for c in curves]
-                if hasattr(curves, "__iter__")
-                else type(curves).__name__
-            )
-            raise ValueError(
-                f"runs[{name!r}] must be a non-empty list of equally long curves, "
-                f"got curve lengths {lengths}"
-            )
-        arrays[name] = values
-    fig, ax = _axes(ax)
-    for i, (name, values) in enumerate(arrays.items()):
-        mean, std = values.mean(axis=0), values.std(axis=0)
-        steps = np.arange(1, values.shape[1] + 1)
-        ax.plot(steps, mean, color=f"C{i % 10}", label=f"{name} (n={len(values)})")
-        ax.fill_between(steps, mean - std, mean + std, color=f"C{i % 10}", alpha=0.2)
-    if logy:
-        ax.set_yscale("log")
-    return _finish(fig, ax, xlabel, ylabel, title)
+# --- chapters 3.2 and 3.3: sparsity maps and image grids ---------------------------------------
 
 
-def plot_power_law(
-    x: Sequence[float],
-    measured: Sequence[float],
-    predicted: Sequence[float],
-    xlabel: str = "batch size B",
-    ylabel: str = "gradient variance",
-    law: str = "σ²/B",
-    title: str | None = None,
-    ax=None,
-):
-    """Measured points against a predicted power law on log-log axes (chapter 3.1: the
-    variance of a minibatch gradient against :math:`\\sigma^2/B`)."""
-    if not len(x) == len(measured) == len(predicted):
-        raise ValueError(
-            "x, measured and predicted must have the same length, "
-            f"got {len(x)}, {len(measured)} and {len(predicted)}"
-        )
-    fig, ax = _axes(ax)
-    ax.loglog(x, predicted, "-", color="C1", label=f"law {law}")
-    ax.loglog(x, measured, "o", color="C0", label="measured")
-    return _finish(fig, ax, xlabel, ylabel, title)
-
-
-# --- chapter 3.2: sparsity maps and pruning curves --------------------------------------------
-
-
-def plot_pruning_curves(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    baseline: float | None = None,
-    tolerance: float | None = None,
-    ax=None,
-):
-    """Validation accuracy versus sparsity, one line per pruning method (chapter 3.2).
-
-    ``curves`` maps a label to ``(sparsities, accuracies)`` (fractions in ``[0, 1]``).
-    ``baseline`` draws the dense model's accuracy; ``tolerance`` shades the band
-    ``[baseline − tolerance, baseline]`` that counts as "no accuracy lost". Returns the figure.
-    """
-    if not curves:
-        raise ValueError("curves must hold at least one (sparsities, accuracies) pair, got none")
-    if tolerance is not None and (baseline is None or not tolerance >= 0):
-        raise ValueError(
-            f"tolerance must be a number >= 0 used with a baseline, got tolerance={tolerance!r}, "
-            f"baseline={baseline!r}"
-        )
-    for label, pair in curves.items():
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"curves[{label!r}] must be a pair (sparsities, accuracies)")
-        if len(pair[0]) != len(pair[1]):
-            raise ValueError(
-                f"curves[{label!r}] must have as many sparsities as accuracies, "
-                f"got {len(pair[0])} and {len(pair[1])}"
-            )
-    fig, ax = _axes(ax)
-    markers = ["o", "s", "^", "D"]
-    for i, (label, (xs, ys)) in enumerate(curves.items()):
-        ax.plot([100 * x for x in xs], [100 * y for y in ys], marker=markers[i % 4], label=label)
-    if baseline is not None:
-        ax.axhline(100 * baseline, color="gray", linestyle="--", linewidth=1, label="dense")
-        if tolerance is not None:
-            ax.axhspan(100 * (baseline - tolerance), 100 * baseline, color="gray", alpha=0.15)
-    ax.set_xlabel("weights removed (%)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def plot_input_map(values, title: str = "", cmap: str = "viridis", ax=None):
+def plot_input_map(values, title: str = "", cmap: str = "viridis", ax=None) -> Figure:
     """A 2-D array as an image with a colour bar, e.g. for each pixel of an 8×8 digit the
     fraction of first-layer weights that survive pruning (a sparsity map, chapter 3.2)."""
-    import numpy as np
-
-    shape = np.shape(values)
-    if len(shape) != 2 or 0 in shape:
-        raise ValueError(f"values must be a non-empty 2-D array (height, width), got shape {shape}")
     fig, ax = _axes(ax, figsize=(3.6, 3.2) if ax is None else None)
     image = ax.imshow(values, cmap=cmap)
     ax.set_xticks([])
@@ -370,43 +289,9 @@ def plot_input_map(values, title: str = "", cmap: str = "viridis", ax=None):
     return fig
 
 
-def plot_sweep(
-    xs: Sequence[float],
-    means: Sequence[float],
-    stds: Sequence[float],
-    references: Mapping[str, float] | None = None,
-    xlabel: str = "temperature $T$",
-    ylabel: str = "validation accuracy",
-    logx: bool = True,
-    ax=None,
-    label: str = "distilled student",
-):
-    """Mean ± std of a metric over seeds against a hyper-parameter (e.g. the distillation
-    temperature, chapter 3.2; the speed-up of pruning against batch size, chapter 8), with
-    horizontal reference lines (``label → value``); ``label`` names the measured curve."""
-    if not len(xs) == len(means) == len(stds):
-        raise ValueError(
-            "xs, means and stds must have the same length, "
-            f"got {len(xs)}, {len(means)} and {len(stds)}"
-        )
-    fig, ax = _axes(ax)
-    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
-    for i, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, linestyle=["--", ":", "-."][i % 3], color=f"C{i + 1}", label=label)
-    if logx:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(xs), [f"{x:g}" for x in xs])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-# --- chapter 3.3: image grids and data curves -------------------------------------------------
-
-
-def plot_image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8, title=None):
+def plot_image_grid(
+    images, titles: Sequence[str] | None = None, ncols: int = 8, title=None
+) -> Figure:
     """Images in a grid, no axes (chapter 3.3: what augmentation does to a photo or a digit).
 
     ``images`` is a tensor ``(N, C, H, W)`` / ``(N, H, W)`` or a sequence of ``(C, H, W)``
@@ -414,12 +299,6 @@ def plot_image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
     ``titles`` (one per image) go above the images.
     """
     images = list(images)
-    if not images:
-        raise ValueError("images must hold at least one image")
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"titles must have one entry per image ({len(images)}), got {len(titles)}")
     ncols = min(ncols, len(images))
     nrows = -(-len(images) // ncols)
     use_style()
@@ -445,77 +324,7 @@ def plot_image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
     return fig
 
 
-def plot_data_curves(
-    x,
-    series: Mapping[str, Sequence[float]],
-    xlabel: str,
-    ylabel: str,
-    *,
-    std: Mapping[str, Sequence[float]] | None = None,
-    logx: bool = False,
-    logy: bool = False,
-    vline: tuple[float, str] | None = None,
-    title: str | None = None,
-    ax=None,
-):
-    """Several curves on one axes (chapter 3.3: convergence, learning curves, cost vs density).
-
-    ``x`` is one sequence shared by every curve, or a mapping ``label → x`` when the curves
-    have different lengths. ``std`` (same labels) draws a ±1 std band; ``vline = (x0, label)``
-    marks a position such as a measured crossover. Returns the figure.
-    """
-    if not series:
-        raise ValueError("series must hold at least one curve, got none")
-    for label, ys in series.items():
-        if isinstance(x, Mapping) and label not in x:
-            raise ValueError(f"x must have an entry for every curve of series, missing {label!r}")
-        xs = x[label] if isinstance(x, Mapping) else x
-        if len(xs) != len(ys):
-            raise ValueError(
-                f"curve {label!r}: x must have one value per y value, "
-                f"got {len(xs)} x values but {len(ys)} y values"
-            )
-        if std is not None and label in std and len(std[label]) != len(ys):
-            raise ValueError(
-                f"std[{label!r}] must have one value per y value ({len(ys)}), "
-                f"got {len(std[label])}"
-            )
-    fig, ax = _axes(ax)
-    for label, ys in series.items():
-        xs = x[label] if isinstance(x, Mapping) else x
-        (line,) = ax.plot(xs, ys, "o-" if len(ys) <= 30 else "-", ms=4, label=label)
-        if std is not None and label in std:
-            lo = [m - s for m, s in zip(ys, std[label], strict=True)]
-            hi = [m + s for m, s in zip(ys, std[label], strict=True)]
-            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2)
-    if vline is not None:
-        ax.axvline(vline[0], color="gray", ls=":", lw=1.5, label=vline[1])
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    return _finish(fig, ax, xlabel, ylabel, title)
-
-
-# --- chapter 3.4 and 7: compression tables and Pareto fronts ----------------------------------
-
-
-def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
-    """Indices of the Pareto-optimal points (chapters 3.4, 7): no other point has a cost
-    ``<=`` and a score ``>=`` with at least one strict. Sorted by increasing cost."""
-    if len(costs) != len(scores):
-        raise ValueError(f"costs and scores must have the same length, got {len(costs)} and "
-                         f"{len(scores)}")  # fmt: skip
-    front = []
-    for i, (c, s) in enumerate(zip(costs, scores, strict=True)):
-        dominated = any(
-            c2 <= c and s2 >= s and (c2 < c or s2 > s)
-            for j, (c2, s2) in enumerate(zip(costs, scores, strict=True))
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: costs[i])
+# --- chapters 3.4 and 7: accuracy against cost --------------------------------------------
 
 
 def plot_tradeoffs(
@@ -524,19 +333,11 @@ def plot_tradeoffs(
     score: str = "accuracy",
     label: str = "model",
     title: str | None = None,
-):
+) -> Figure:
     """Score against each cost (one panel per cost, e.g. accuracy vs size and vs measured
     latency), every point labelled, the Pareto front of each panel drawn as a step line
-    (chapters 3.4 and 7). ``rows`` are dicts such as the rows of a compression table."""
-    if not rows:
-        raise ValueError("rows must hold at least one model, got none")
-    if isinstance(costs, str) or not costs:
-        raise ValueError(f"costs must be a non-empty sequence of column names, got {costs!r}")
-    for key in (*costs, score, label):
-        if key not in rows[0]:
-            raise ValueError(f"rows must have the column {key!r}; found {sorted(rows[0])}")
-    from matplotlib import ticker
-
+    (chapters 3.4 and 7; the front is :func:`course_lib.compress.pareto_front`). ``rows`` are
+    dicts such as the rows of a compression table."""
     fig, axes = _axes(ncols=len(costs), figsize=(5.2 * len(costs), 3.8))
     axes = [axes] if len(costs) == 1 else list(axes)
     ys = [float(r[score]) for r in rows]
@@ -562,22 +363,3 @@ def plot_tradeoffs(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def plot_curves(
-    curves: Mapping[str, Sequence[float]],
-    xlabel: str = "step",
-    ylabel: str = "loss",
-    title: str | None = None,
-    ax=None,
-):
-    """Several curves on one axis, e.g. the loss of each step of distributed and
-    single-process training (chapter 3.4); later curves are dashed so overlaps stay visible."""
-    if not curves:
-        raise ValueError("curves must hold at least one curve, got none")
-    fig, ax = _axes(ax)
-    styles = ["-", "--", ":", "-."]
-    for i, (name, values) in enumerate(curves.items()):
-        ax.plot(range(1, len(values) + 1), values, styles[i % len(styles)], label=name,
-                linewidth=2.0 if i == 0 else 1.5)  # fmt: skip
-    return _finish(fig, ax, xlabel, ylabel, title)

@@ -1,4 +1,4 @@
-"""Unit tests of the foundation: seeding, devices, digits data, models, training loop, plots."""
+"""Unit tests of the foundation: seeding, devices, models, training loop, latency, source."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import course_lib
-from course_lib import compress, data, models, plot, train
+from course_lib import compress, models, train
 from course_lib.source import source_markdown
 
 
@@ -59,54 +59,6 @@ def test_select_device_rejects_unknown(bad):
 def test_select_device_refuses_missing_cuda():
     with pytest.raises(ValueError, match="not available"):
         course_lib.select_device("cuda")
-
-
-# --- data ------------------------------------------------------------------------------------
-def test_digits_tensors_shapes_and_range():
-    X, y = data.load_digits_tensors()
-    assert X.shape == (1797, 64) and X.dtype == torch.float32
-    assert y.dtype == torch.int64 and set(y.tolist()) == set(range(10))
-    assert X.min() >= 0 and X.max() <= 1
-    Xi, _ = data.load_digits_tensors(as_images=True)
-    assert Xi.shape == (1797, 1, 8, 8)
-
-
-def test_split_is_stratified_disjoint_and_complete():
-    splits = data.load_digits_split(val_size=0.2, test_size=0.2, seed=0)
-    sizes = [len(s.y) for s in splits]
-    assert sum(sizes) == 1797
-    all_x = torch.cat([s.X for s in splits])
-    assert (
-        torch.unique(all_x, dim=0).shape[0]
-        == torch.unique(data.load_digits_tensors()[0], dim=0).shape[0]
-    )
-    full = torch.bincount(data.load_digits_tensors()[1], minlength=10).float() / 1797
-    for part in splits:
-        share = torch.bincount(part.y, minlength=10).float() / len(part.y)
-        assert (share - full).abs().max() < 0.01  # stratified: class shares kept within 1 point
-
-
-def test_split_is_reproducible_and_seed_dependent():
-    a = data.load_digits_split(seed=1).train.y
-    b = data.load_digits_split(seed=1).train.y
-    c = data.load_digits_split(seed=2).train.y
-    assert torch.equal(a, b) and not torch.equal(a, c)
-
-
-@pytest.mark.parametrize(
-    "kwargs", [{"val_size": 0}, {"test_size": 1.2}, {"val_size": 0.6, "test_size": 0.5}]
-)
-def test_split_rejects_bad_fractions(kwargs):
-    with pytest.raises(ValueError):
-        data.load_digits_split(**kwargs)
-
-
-def test_loaders_shuffle_reproducibly():
-    splits = data.load_digits_split()
-    first = [next(iter(data.make_loaders(splits, batch_size=32, seed=5)[0]))[1] for _ in range(2)]
-    assert torch.equal(first[0], first[1])
-    with pytest.raises(ValueError, match="batch_size"):
-        data.make_loaders(splits, batch_size=0)
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -227,33 +179,7 @@ def test_measure_latency_is_positive_and_validates():
         compress.measure_latency(nn.Linear(8, 8), torch.zeros(1, 8), repeats=1)
 
 
-# --- plot and source -----------------------------------------------------------------------------
-def test_plot_history_draws_train_and_val():
-    history = {
-        "epoch": [1, 2],
-        "train_loss": [1.0, 0.5],
-        "train_accuracy": [0.5, 0.7],
-        "val_loss": [1.1, 0.6],
-        "val_accuracy": [0.4, 0.6],
-    }
-    fig = plot.plot_history({"a": history, "b": history})
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4
-    with pytest.raises(ValueError, match="metrics"):
-        plot.plot_history(history, metrics=("f1",))
-
-
+# --- source -----------------------------------------------------------------------------
 def test_source_markdown_shows_the_real_code():
     text = source_markdown(course_lib.seed_everything)
     assert "course_lib/seed.py" in text and "torch.manual_seed(seed)" in text
-
-
-def test_batch_loader_yields_whole_batches_in_order_or_shuffled():
-    split = data.Split(torch.arange(10.0)[:, None], torch.arange(10))
-    ordered = [y.tolist() for _, y in data.batch_loader(split, 4, shuffle=False)]
-    assert ordered == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    shuffled = [y for _, y in data.batch_loader(split, 4, seed=3)]
-    again = [y for _, y in data.batch_loader(split, 4, seed=3)]
-    assert all(torch.equal(a, b) for a, b in zip(shuffled, again))
-    assert sorted(torch.cat(shuffled).tolist()) == list(range(10))
-    with pytest.raises(ValueError, match="eval_batch_size"):
-        data.make_loaders(data.load_digits_split(), eval_batch_size=0)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from course_lib import augment, compress, data, distill, plot, prune, recipes
+from course_lib import augment, compress, data, distill, prune, recipes, scaling, sparse
 from course_lib.models import MLP, SmallCNN
 
 FAST = settings(
@@ -169,7 +169,7 @@ tables = st.tuples(
 def test_standardize_inverse_undoes_transform_even_on_constant_columns(table):
     seed, n, d, constant = table
     X = _table(seed, n, d, constant)
-    scaler = data.Standardize().fit(X)
+    scaler = scaling.Standardize().fit(X)
     Z = scaler.transform(X)
     assert torch.isfinite(Z).all()
     torch.testing.assert_close(scaler.inverse_transform(Z), X, rtol=1e-12, atol=1e-9)
@@ -190,7 +190,7 @@ def test_minmax_inverse_undoes_transform_and_lands_in_the_range(table, low, widt
     seed, n, d, constant = table
     X = _table(seed, n, d, constant)
     a, b = low, low + width
-    scaler = data.MinMaxScale((a, b)).fit(X)
+    scaler = scaling.MinMaxScale((a, b)).fit(X)
     Z = scaler.transform(X)
     assert torch.isfinite(Z).all()
     assert (Z >= a - 1e-9).all() and (Z <= b + 1e-9).all()
@@ -202,7 +202,7 @@ def test_minmax_inverse_undoes_transform_and_lands_in_the_range(table, low, widt
 def test_scalers_round_trip_float32_within_float32_precision(table):
     seed, n, d, constant = table
     X = _table(seed, n, d, constant, dtype=torch.float32)
-    for scaler in (data.Standardize(), data.MinMaxScale()):
+    for scaler in (scaling.Standardize(), scaling.MinMaxScale()):
         Z = scaler.fit_transform(X)
         assert Z.dtype == torch.float32
         back = scaler.inverse_transform(Z)
@@ -318,16 +318,16 @@ def test_subsample_indices_are_sorted_unique_and_sized_by_round(seed, labels, fr
     layout=st.sampled_from(["coo", "csr"]),
 )
 def test_sparse_matrices_have_exact_nnz_and_round_trip(seed, rows, cols, density, layout):
-    X = data.random_sparse_matrix(rows, cols, density, seed=seed)
+    X = sparse.random_sparse_matrix(rows, cols, density, seed=seed)
     nnz = round(density * rows * cols)
     assert int(torch.count_nonzero(X)) == nnz
-    assert math.isclose(data.density(X), nnz / (rows * cols))
-    S = data.to_sparse(X, layout)
+    assert math.isclose(sparse.density(X), nnz / (rows * cols))
+    S = sparse.to_sparse(X, layout)
     assert torch.equal(S.to_dense(), X)
     if layout == "csr":  # values + column indices + row pointers
-        assert data.memory_bytes(S) == nnz * 4 + nnz * 8 + (rows + 1) * 8
+        assert sparse.memory_bytes(S) == nnz * 4 + nnz * 8 + (rows + 1) * 8
     else:  # values + (row, col) indices
-        assert data.memory_bytes(S) == nnz * 4 + 2 * nnz * 8
+        assert sparse.memory_bytes(S) == nnz * 4 + 2 * nnz * 8
 
 
 @FAST
@@ -390,7 +390,7 @@ def test_time_shift_is_a_rotation_of_every_signal(seed, n, length, shift_fractio
 )
 def test_pareto_front_is_exactly_the_set_of_non_dominated_points(points):
     costs, scores = [p[0] for p in points], [p[1] for p in points]
-    front = plot.pareto_front(costs, scores)
+    front = compress.pareto_front(costs, scores)
 
     def dominates(j, i):
         return (costs[j] <= costs[i] and scores[j] >= scores[i]
