@@ -1,8 +1,9 @@
 """Run every benchmark and write one markdown table of ratios (``make bench``).
 
-Imports ``optim_bench``, ``prune_bench``, ``compress_bench`` and ``data_bench``, runs each with
-its default arguments (its usual report goes to ``_build/bench/<name>.txt``), collects the rows
-each returns and writes them, with the machine's description, to ``_build/bench/results.md``;
+Imports ``optim_bench``, ``prune_bench``, ``compress_bench``, ``data_bench`` and
+``experiment_bench``, runs each with its default arguments (its usual report goes to
+``_build/bench/<name>.txt``), collects the rows each returns and writes them, with the
+machine's description, to ``_build/bench/results.md``;
 then times every notebook once (``notebook_times.py``, table in
 ``_build/bench/notebook_times.md``) unless ``--skip-notebooks``.
 
@@ -27,7 +28,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import compress_bench, data_bench, notebook_times, optim_bench, prune_bench
+from benchmarks import (
+    compress_bench,
+    data_bench,
+    experiment_bench,
+    notebook_times,
+    optim_bench,
+    prune_bench,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = {
@@ -35,6 +43,7 @@ BENCHMARKS = {
     "prune_bench": prune_bench,
     "compress_bench": compress_bench,
     "data_bench": data_bench,
+    "experiment_bench": experiment_bench,
 }
 
 
