@@ -1,23 +1,26 @@
 """Measuring a model's cost and shrinking it (chapter 1; compression in chapter 3.4).
 
-Chapter 1: parameters, FLOPs, latency. Chapter 3.4: non-zero counts, serialized size, int8
-quantization written from the formula (:func:`quantize_int8`) and PyTorch's int8 kernels
-(:func:`quantize_dynamic_int8`).
+Chapter 1: parameters, FLOPs, latency (timed by :mod:`course_lib.timing`). Chapters 3.4 and 7:
+the Pareto front of cost against accuracy (:func:`pareto_front`). Chapter 3.4: non-zero
+counts, serialized size, int8 quantization written from the formula (:func:`quantize_int8`)
+and PyTorch's int8 kernels (:func:`quantize_dynamic_int8`).
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import statistics
-import time
 import warnings
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
+
+from course_lib import _checks, timing
+from course_lib.timing import Timing
 
 
 def _check_model(model: nn.Module) -> None:
@@ -71,57 +74,43 @@ def flops(model: nn.Module, example_input: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-class Latency(NamedTuple):
-    """Wall-clock time of one forward pass in seconds: median and interquartile spread."""
-
-    median: float
-    q1: float
-    q3: float
-    repeats: int
-
-    @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def measure_latency(
     model: nn.Module, example_input: torch.Tensor, warmup: int = 10, repeats: int = 50
-) -> Latency:
-    """Median latency of ``model(example_input)`` under ``torch.inference_mode``.
+) -> Timing:
+    """Seconds per forward pass ``model(example_input)``: median and quartiles of ``repeats``
+    timed calls after ``warmup`` untimed ones, in eval mode under ``torch.inference_mode``.
 
-    ``warmup`` untimed calls first (caches, allocator, lazy initialisation), then ``repeats``
-    timed calls; on a GPU the device is synchronised before reading the clock, since kernels
-    run asynchronously. The median and quartiles resist the noise of a shared machine.
+    Timed by :func:`course_lib.timing.measure` (``torch.utils.benchmark.Timer``): the device is
+    synchronised before the clock is read, since GPU kernels run asynchronously, and the
+    median resists the noise of a shared machine. To compare two models, time them
+    interleaved with :func:`course_lib.timing.interleaved`.
     """
     _check_model(model)
     _check_input(example_input)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 3:
-        raise ValueError(f"repeats must be an int >= 3, got {repeats!r}")
-    device = example_input.device
-    was_training = model.training
-    model.eval()
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(example_input)
-        _synchronize(device)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(example_input)
-            _synchronize(device)
-            times.append(time.perf_counter() - start)
-    model.train(was_training)
-    q1, median, q3 = statistics.quantiles(times, n=4)
-    return Latency(median=statistics.median(times), q1=q1, q3=q3, repeats=repeats)
+    warmup = _checks.integer("warmup", warmup, 0)
+    repeats = _checks.integer("repeats", repeats, 3)
+    with timing.inference(model):
+        return timing.measure(lambda: model(example_input), warmup=warmup, repeats=repeats,
+                              device=example_input.device)  # fmt: skip
+
+
+def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
+    """Indices of the Pareto-optimal points among ``(cost, score)`` pairs such as (size or
+    latency, accuracy) of compressed models (chapters 3.4, 7): no other point has a cost
+    ``<=`` and a score ``>=`` with at least one strict. Sorted by increasing cost."""
+    if len(costs) != len(scores):
+        raise ValueError(f"costs and scores must have the same length, got {len(costs)} and "
+                         f"{len(scores)}")  # fmt: skip
+    front = []
+    for i, (c, s) in enumerate(zip(costs, scores, strict=True)):
+        dominated = any(
+            c2 <= c and s2 >= s and (c2 < c or s2 > s)
+            for j, (c2, s2) in enumerate(zip(costs, scores, strict=True))
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: costs[i])
 
 
 # --- chapter 3.4: size, sparsity and int8 quantization ----------------------------------------

@@ -33,8 +33,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from course_lib.compress import Latency, measure_latency
+from course_lib import _checks, timing
 from course_lib.device import available_devices, select_device
+from course_lib.timing import Timing
 
 __all__ = [
     "DistContext",
@@ -83,24 +84,25 @@ def thread_scaling(
     threads: Sequence[int] = (1, 2),
     warmup: int = 5,
     repeats: int = 30,
-) -> dict[int, Latency]:
+) -> dict[int, Timing]:
     """Latency of ``model(example_input)`` with each number of intra-op threads in ``threads``.
 
-    Returns ``{n: Latency}`` measured by :func:`course_lib.compress.measure_latency`; the
-    *speed-up* of ``n`` threads is ``latency[1].median / latency[n].median`` (ideal: ``n``).
+    Returns ``{n: Timing}`` in seconds, the thread counts timed in alternation (one sample of
+    each per round, :func:`course_lib.timing.interleaved`) so that background load touches
+    them alike; the *speed-up* of ``n`` threads is ``latency[1].median / latency[n].median``
+    (ideal: ``n``).
     """
-    if isinstance(threads, (str, bytes)) or not hasattr(threads, "__iter__"):
-        raise TypeError(f"threads must be a sequence of ints >= 1, got {type(threads).__name__}")
-    threads = tuple(threads)
-    if not threads:
-        raise ValueError("threads must list at least one thread count (ints >= 1), got none")
-    for n in threads:
-        _positive_int("threads (each count)", n)
-    result = {}
-    for n in threads:
-        with num_threads(n):
-            result[n] = measure_latency(model, example_input, warmup=warmup, repeats=repeats)
-    return result
+    _checks.module("model", model)
+    _checks.tensor("example_input", example_input)
+    threads = _checks.ints("threads", threads, 1)
+    warmup = _checks.integer("warmup", warmup, 0)
+    repeats = _checks.integer("repeats", repeats, 3)
+    with timing.inference(model):
+        comparison = timing.interleaved(
+            {n: lambda: model(example_input) for n in threads}, rounds=repeats, warmup=warmup,
+            num_threads={n: n for n in threads}, device=example_input.device,
+        )  # fmt: skip
+    return comparison.timings
 
 
 # --- data-parallel training over processes ---------------------------------------------------

@@ -185,31 +185,10 @@ def test_quantize_dynamic_int8_rejects_non_models_and_models_without_linear():
         compress.quantize_dynamic_int8(nn.Sequential(nn.ReLU()))
 
 
-# --- the chapter's plot helpers ----------------------------------------------------------------
+# --- the Pareto front (chapters 3.4 and 7; its plot is tested in test_plot.py) --------------------
 
 
 def test_pareto_front_by_hand():
-    from course_lib.plot import pareto_front
-
     costs = [1.0, 2.0, 3.0, 2.5, 4.0]
     scores = [0.5, 0.7, 0.9, 0.6, 0.9]  # (2.5, 0.6) is beaten by (2, 0.7); (4, 0.9) by (3, 0.9)
-    assert pareto_front(costs, scores) == [0, 1, 2]
-    with pytest.raises(ValueError, match="same length"):
-        pareto_front([1.0], [])
-
-
-def test_plot_tradeoffs_and_curves_draw_every_point():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from course_lib import plot
-
-    rows = [{"model": "a", "size_kb": 10.0, "latency_ms": 1.0, "accuracy": 0.9},
-            {"model": "b", "size_kb": 2.0, "latency_ms": 0.5, "accuracy": 0.8}]  # fmt: skip
-    fig = plot.plot_tradeoffs(rows)
-    assert len(fig.axes) == 2
-    assert [t.get_text() for t in fig.axes[0].texts] == ["b", "a"]
-    with pytest.raises(ValueError, match="accuracy"):
-        plot.plot_tradeoffs([{"model": "a", "size_kb": 1.0, "latency_ms": 1.0}])
-    fig = plot.plot_curves({"x": [3.0, 2.0, 1.0], "y": [3.0, 2.5, 1.0]})
-    assert len(fig.axes[0].lines) == 2
+    assert compress.pareto_front(costs, scores) == [0, 1, 2]
