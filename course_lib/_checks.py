@@ -209,3 +209,33 @@ def ints(name: str, value: Any, low: int | None = 1, *, nonempty: bool = True) -
 def callable_or_none(name: str, value: Any, signature: str = "") -> Callable | None:
     """``None`` or a callable (hooks such as ``after_step``)."""
     return function(name, value, signature, allow_none=True)
+
+
+def seed(name: str, value: Any, *, allow_none: bool = False) -> int | None:
+    """A random seed: an ``int`` in ``[0, 2**32 - 1]`` (the range NumPy accepts)."""
+    if value is None and allow_none:
+        return None
+    allowed = "an int in [0, 2**32 - 1]" + (" or None" if allow_none else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {allowed}, got {_type_name(value)}")
+    if not 0 <= value < 2**32:
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+    return int(value)
+
+
+def pair(name: str, value: Any, low: float | None = None, high: float | None = None,
+         *, strict: bool = False) -> tuple[float, float]:  # fmt: skip
+    """Two finite numbers ``(a, b)`` (a tuple or list) with ``low <= a <= b <= high``
+    (``a < b`` with ``strict``; a missing bound is not checked); returned as floats."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a pair (a, b) of numbers, got {_type_name(value)}")
+    if len(value) != 2:
+        raise ValueError(f"{name} must be a pair (a, b) of numbers, got {tuple(value)!r}")
+    a, b = real(f"{name}[0]", value[0]), real(f"{name}[1]", value[1])
+    rule = ("<" if strict else "<=").join(("a ", " b"))
+    rule = (f"{low} <= " if low is not None else "") + rule
+    rule += f" <= {high}" if high is not None else ""
+    too_low, too_high = low is not None and a < low, high is not None and b > high
+    if (a >= b if strict else a > b) or too_low or too_high:
+        raise ValueError(f"{name} must be a pair (a, b) with {rule}, got {(a, b)}")
+    return a, b
