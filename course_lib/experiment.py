@@ -265,23 +265,39 @@ class Arm:
 class ArmResult:
     """One arm of a :class:`Comparison`: the grid value chosen on validation and, for it, the
     per-seed validation and test scores; ``tuning`` lists every grid point with its mean
-    validation score over the seeds."""
+    validation score over the seeds; ``at_edge`` names the numeric grid keys whose chosen
+    value is the smallest or largest tried (the optimum may lie outside: widen the grid)."""
 
     name: str
     chosen: dict
     val: tuple[float, ...]
     test: tuple[float, ...]
     tuning: tuple[tuple[dict, float], ...]
+    at_edge: tuple[str, ...] = ()
 
     @property
     def chosen_text(self) -> str:
-        """The chosen hyper-parameters as ``lr=0.001, momentum=0.9`` (``—`` without a grid)."""
+        """The chosen hyper-parameters as ``lr=0.001, momentum=0.9`` (``—`` without a grid),
+        ``(edge)`` after a value at the end of its grid."""
         if not self.chosen:
             return "—"
         return ", ".join(
-            f"{k}={v:g}" if isinstance(v, numbers.Real) and not isinstance(v, bool) else f"{k}={v}"
+            (f"{k}={v:g}" if _is_number(v) else f"{k}={v}") + (" (edge)" * (k in self.at_edge))
             for k, v in self.chosen.items()
         )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _at_edge(grid: Mapping[str, list], chosen: dict) -> tuple[str, ...]:
+    """Numeric grid keys (two values or more) whose chosen value is the grid's min or max."""
+    return tuple(
+        key for key, values in grid.items()
+        if len(values) > 1 and all(map(_is_number, values))
+        and chosen[key] in (min(values), max(values))
+    )  # fmt: skip
 
 
 def _std(values: Sequence[float]) -> float:
@@ -342,6 +358,7 @@ class Comparison(Mapping):
                 "test_mean": float(np.mean(r.test)),
                 "test_std": _std(r.test),
                 "n_seeds": len(r.test),
+                "at_grid_edge": bool(r.at_edge),
             }
             for name, r in self.results.items()
         }
@@ -375,6 +392,9 @@ class Comparison(Mapping):
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"{len(self.seeds)} seeds {list(self.seeds)}; hyper-parameters chosen on the "
                      "validation split (mean over seeds); test std with n − 1")  # fmt: skip
+        if any(r.at_edge for r in self.results.values()):
+            lines.append("(edge): the best value is the end of its grid; the optimum may lie "
+                         "beyond it, so widen the grid")  # fmt: skip
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -453,6 +473,7 @@ def compare(
             val=tuple(s.val for s in table[best]),
             test=tuple(s.test for s in table[best]),
             tuning=tuple(zip(points, means)),
+            at_edge=_at_edge(arm.grid, points[best]),
         )
     return Comparison(results, seeds, higher_is_better)
 
@@ -545,18 +566,17 @@ class _StackedOptimizer:
     def __init__(self, params: list[torch.Tensor], kind: str, lr: torch.Tensor,
                  momentum: torch.Tensor, weight_decay: torch.Tensor, nesterov: bool,
                  betas: tuple[float, float], eps: float) -> None:  # fmt: skip
-        self.params, self.kind, self.nesterov, self.betas, self.eps = params, kind, nesterov, \
-            betas, eps  # fmt: skip
-        self.lr64, self.wd64 = lr, weight_decay
+        self.params, self.kind, self.nesterov = params, kind, nesterov
+        self.betas, self.eps, self.lr64 = betas, eps, lr
         self.use_wd = bool((weight_decay != 0).any())
         self.use_momentum = bool((momentum != 0).any())
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
         self.step_count = 0
 
         def shaped(values: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            """float64 values → ``p``'s dtype and device, shape ``(K, 1, ..., 1)``."""
             return values.to(device=p.device, dtype=p.dtype).view(-1, *[1] * (p.ndim - 1))
 
-        self.shaped = shaped
         self.neg_lr = [shaped(-lr, p) for p in params]
         self.momentum = [shaped(momentum, p) for p in params]
         self.wd = [shaped(weight_decay, p) for p in params]

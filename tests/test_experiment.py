@@ -124,14 +124,14 @@ def test_assert_beats_passes_only_beyond_noise():
 
 def fake_run(seed: int, lr: float = 1.0) -> Score:
     """Validation prefers lr = 1, test would prefer lr = 2: the choice must use validation."""
-    val = {1.0: 0.9, 2.0: 0.8, 3.0: float("nan")}[lr] + 0.001 * seed
-    test = {1.0: 0.7, 2.0: 0.95, 3.0: float("nan")}[lr] + 0.002 * seed
+    val = {0.5: 0.85, 1.0: 0.9, 2.0: 0.8, 3.0: float("nan")}[lr] + 0.001 * seed
+    test = {0.5: 0.6, 1.0: 0.7, 2.0: 0.95, 3.0: float("nan")}[lr] + 0.002 * seed
     return Score(val, test)
 
 
 def test_compare_chooses_on_validation_and_reports_test():
     result = compare({
-        "tuned": Arm(fake_run, grid={"lr": [3.0, 2.0, 1.0]}),
+        "tuned": Arm(fake_run, grid={"lr": [3.0, 2.0, 1.0, 0.5]}),
         "fixed": lambda seed: (0.5, 0.6 + 0.001 * seed),
     }, seeds=range(4))  # fmt: skip
     assert isinstance(result, Comparison) and list(result) == ["tuned", "fixed"]
@@ -148,10 +148,11 @@ def test_compare_chooses_on_validation_and_reports_test():
     assert list(per_seed.index) == [0, 1, 2, 3] and list(per_seed.columns) == ["tuned", "fixed"]
     tuning = result.tuning_frame()
     tuned = tuning[tuning.arm == "tuned"]
-    assert len(tuning) == 4 and tuned.loc[tuned.chosen, "lr"].tolist() == [1.0]
+    assert len(tuning) == 5 and tuned.loc[tuned.chosen, "lr"].tolist() == [1.0]
     text = str(result)
     for part in ("tuned", "fixed", "lr=1", "0.7030 ±", "4 seeds", "validation"):
         assert part in text
+    assert "edge" not in text and not frame.at_grid_edge.any()
     assert "| tuned | lr=1 |" in result._repr_markdown_()
     assert result.paired("tuned", "fixed") == paired_difference(result["tuned"], result["fixed"])
     assert result.assert_beats("tuned", "fixed").low > 0
@@ -169,6 +170,8 @@ def test_compare_lower_is_better_and_run_many():
     assert calls == [([3, 5], [{"lr": 1.0}, {"lr": 2.0}])]  # one call for the whole grid
     assert result.chosen("A") == {"lr": 2.0}  # lowest validation score wins
     assert result["A"].tolist() == pytest.approx([0.956, 0.96])
+    assert result.results["A"].at_edge == ("lr",) and result.to_frame().at_grid_edge["A"]
+    assert "lr=2 (edge)" in str(result) and "widen the grid" in str(result)
 
 
 @pytest.mark.parametrize(
