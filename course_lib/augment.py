@@ -16,37 +16,18 @@ Images are float tensors ``(C, H, W)`` or batches ``(N, C, H, W)``.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from course_lib import _checks
+
 
 def _check_images(images) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim not in (3, 4):
-        raise ValueError(
-            f"images must have shape (C, H, W) or (N, C, H, W), got {tuple(images.shape)}"
-        )
-    if not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor, got {images.dtype}")
-    if images.numel() == 0:
-        raise ValueError(f"images must hold at least one pixel, got shape {tuple(images.shape)}")
-    return images
-
-
-def _finite_number(name: str, value) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return float(value)
+    """Images ``(C, H, W)`` or a batch ``(N, C, H, W)``: a non-empty floating-point tensor."""
+    return _checks.tensor("images", images, ndim=(3, 4), floating=True, nonempty=True)
 
 
 def affine_theta(
@@ -71,24 +52,16 @@ def affine_theta(
     (with ``y`` pointing down, this ``R(-θ)`` is the inverse of a counter-clockwise turn), then
     rescaled to the ``[-1, 1]`` coordinates of ``affine_grid`` (``x / (W/2)``, ``y / (H/2)``).
     """
-    angle = _finite_number("angle", angle)
-    if not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    angle, scale = _checks.real("angle", angle), _checks.positive("scale", scale)
+    height, width = _checks.positive_int("height", height), _checks.positive_int("width", width)
     if not isinstance(translate, (tuple, list)) or len(translate) != 2:
         raise ValueError(f"translate must be a pair (tx, ty) in pixels, got {translate!r}")
-    translate = (_finite_number("translate[0]", translate[0]),
-                 _finite_number("translate[1]", translate[1]))  # fmt: skip
+    shift = [_checks.real("translate[0]", translate[0]), _checks.real("translate[1]", translate[1])]
+    flip = _checks.flag("flip", flip)
     return _theta_batch(
-        torch.tensor([float(angle)]),
-        torch.tensor([float(scale)]),
-        torch.tensor([[float(translate[0]), float(translate[1])]]),
-        torch.tensor([bool(flip)]),
-        height,
-        width,
-    )[0]
+        torch.tensor([angle]), torch.tensor([scale]), torch.tensor([shift]), torch.tensor([flip]),
+        height, width,
+    )[0]  # fmt: skip
 
 
 def _theta_batch(angles, scales, shifts, flips, height: int, width: int) -> torch.Tensor:
@@ -115,10 +88,8 @@ def affine_resample(images: torch.Tensor, theta: torch.Tensor, mode: str = "bili
     ``(N, 2, 3)`` one per image): ``out[p] = in[theta · (p, 1)]``, bilinear (or ``"nearest"``)
     interpolation, zeros where the map leaves the image (``grid_sample``, align_corners=False)."""
     images = _check_images(images)
-    if mode not in ("bilinear", "nearest"):
-        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
-    if not isinstance(theta, torch.Tensor):
-        raise TypeError(f"theta must be a torch.Tensor of shape (2, 3), got {type(theta).__name__}")
+    _checks.one_of("mode", mode, ("bilinear", "nearest"))
+    _checks.tensor("theta", theta)
     single = images.ndim == 3
     batch = images.unsqueeze(0) if single else images
     n = batch.shape[0]
@@ -148,15 +119,6 @@ def hflip(images: torch.Tensor) -> torch.Tensor:
     return images[..., torch.arange(w - 1, -1, -1, device=images.device)]
 
 
-def _check_range(name: str, value, low: float) -> tuple[float, float]:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{name} must be a pair (min, max), got {value!r}")
-    lo, hi = float(value[0]), float(value[1])
-    if not low <= lo <= hi:
-        raise ValueError(f"{name} must satisfy {low} <= min <= max, got {tuple(value)}")
-    return lo, hi
-
-
 def random_affine(
     images: torch.Tensor,
     degrees: float = 15.0,
@@ -172,13 +134,10 @@ def random_affine(
     times the image size, flip with probability ``flip_p``. Same ``generator`` seed, same output.
     """
     images = _check_images(images)
-    if not isinstance(degrees, (int, float)) or not 0 <= degrees <= 180:
-        raise ValueError(f"degrees must be in [0, 180], got {degrees!r}")
-    lo, hi = _check_range("scale", scale, 1e-6)
-    if not isinstance(translate, (int, float)) or not 0 <= translate < 1:
-        raise ValueError(f"translate must be a fraction in [0, 1), got {translate!r}")
-    if not isinstance(flip_p, (int, float)) or not 0 <= flip_p <= 1:
-        raise ValueError(f"flip_p must be a probability in [0, 1], got {flip_p!r}")
+    degrees = _checks.real("degrees", degrees, 0, 180)
+    lo, hi = _checks.pair("scale", scale, 1e-6)
+    translate = _checks.real("translate", translate, 0, 1, high_open=True)
+    flip_p = _checks.fraction("flip_p", flip_p, closed=True)
     single = images.ndim == 3
     batch = images.unsqueeze(0) if single else images
     n, _, h, w = batch.shape
@@ -203,29 +162,17 @@ def make_pipeline(
     ``RandomHorizontalFlip`` if ``flip``. ``size=None`` keeps each input's size; ``degrees=0`` or
     ``scale=None`` leaves that step out. Flip only where a mirror keeps the label (photos, not
     digits)."""
-    if not isinstance(degrees, (int, float)) or not 0 <= degrees <= 180:
-        raise ValueError(f"degrees must be in [0, 180], got {degrees!r}")
+    degrees = _checks.real("degrees", degrees, 0, 180)
     if size is not None:
-        sizes = size if isinstance(size, (tuple, list)) else (size,)
-        if len(sizes) not in (1, 2) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes
-        ):
-            raise ValueError(
-                f"size must be None, a positive int or a pair (height, width) of positive ints, "
-                f"got {size!r}"
-            )
-    if not isinstance(flip, bool):
-        raise TypeError(f"flip must be a bool, got {type(flip).__name__}")
+        sizes = _checks.ints("size", size if isinstance(size, (tuple, list)) else (size,))
+        if len(sizes) > 2:
+            raise ValueError(f"size must be None, an int or a pair (height, width), got {size!r}")
+    flip = _checks.flag("flip", flip)
     steps: list[Callable] = []
     if degrees > 0:
         steps.append(v2.RandomRotation(degrees, interpolation=v2.InterpolationMode.BILINEAR))
-    if scale is not None:
-        lo, hi = _check_range("scale", scale, 1e-6)
-        if hi > 1:
-            raise ValueError(
-                f"scale must be a pair (min, max) of area fractions with max <= 1, got {hi}"
-            )
-        steps.append(_ResizedCropKeepSize(size, (lo, hi)))
+    if scale is not None:  # fractions of the image area
+        steps.append(_ResizedCropKeepSize(size, _checks.pair("scale", scale, 1e-6, 1)))
     if flip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))
     return v2.Compose(steps) if steps else v2.Compose([v2.Identity()])
@@ -256,10 +203,8 @@ def apply_pipeline(
     apply one draw to all). With ``seed`` the draws come from a forked, seeded RNG: same seed,
     same output, and the global RNG is left untouched."""
     images = _check_images(images)
-    if not callable(pipeline):
-        raise TypeError(f"pipeline must be callable, got {type(pipeline).__name__}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    _checks.function("pipeline", pipeline, "pipeline(image) -> image")
+    seed = _checks.seed("seed", seed, allow_none=True)
 
     def run():
         if images.ndim == 3:

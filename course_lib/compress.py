@@ -23,18 +23,6 @@ from course_lib import _checks, timing
 from course_lib.timing import Timing
 
 
-def _check_model(model: nn.Module) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def _check_input(example_input) -> None:
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(
-            f"example_input must be a torch.Tensor, got {type(example_input).__name__}"
-        )
-
-
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters, ``sum_p numel(p)`` (optionally only those with grad).
 
@@ -42,9 +30,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     counted too, although PyTorch stores them as packed buffers, not ``nn.Parameter`` s; they
     are never trainable, so ``trainable_only=True`` leaves them out.
     """
-    _check_model(model)
-    if not isinstance(trainable_only, bool):
-        raise TypeError(f"trainable_only must be a bool, got {type(trainable_only).__name__}")
+    _checks.module("model", model)
+    _checks.flag("trainable_only", trainable_only)
     total = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
     if not trainable_only:
         total += sum(t.numel() for t in _quantized_tensors(model))
@@ -66,8 +53,8 @@ def flops(model: nn.Module, example_input: torch.Tensor) -> int:
     """Floating-point operations of one forward pass on ``example_input``, counted by
     ``torch.utils.flop_counter`` (a multiply-add counts as 2 FLOPs: a ``Linear(m, n)`` on a
     batch of ``b`` costs ``2·b·m·n``)."""
-    _check_model(model)
-    _check_input(example_input)
+    _checks.module("model", model)
+    _checks.tensor("example_input", example_input)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(example_input)
@@ -85,8 +72,8 @@ def measure_latency(
     median resists the noise of a shared machine. To compare two models, time them
     interleaved with :func:`course_lib.timing.interleaved`.
     """
-    _check_model(model)
-    _check_input(example_input)
+    _checks.module("model", model)
+    _checks.tensor("example_input", example_input)
     warmup = _checks.integer("warmup", warmup, 0)
     repeats = _checks.integer("repeats", repeats, 3)
     with timing.inference(model):
@@ -125,7 +112,7 @@ def count_nonzero(model: nn.Module) -> int:
     not the stored original. ``count_parameters - count_nonzero`` is what pruning removed.
     Dynamically quantized int8 Linear layers count their non-zero int8 weights and biases.
     """
-    _check_model(model)
+    _checks.module("model", model)
     total = 0
     for module in model.modules():
         if isinstance(module, parametrize.ParametrizationList):
@@ -146,7 +133,7 @@ def model_size_bytes(model: nn.Module) -> int:
     It counts every tensor at its real width (4 bytes per float32, 1 per int8) plus the small
     overhead of the file format, so an int8-quantized model (chapter 3.4) shows its true saving.
     """
-    _check_model(model)
+    _checks.module("model", model)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
@@ -181,17 +168,10 @@ def quantize_int8(weight: torch.Tensor, axis: int = 0) -> QuantizedTensor:
     most half a step, ``|w - ŵ| ≤ s_c / 2`` for every entry. A slice that is all zeros gets
     ``s_c = 1`` (any scale represents it exactly).
     """
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
-    if not weight.is_floating_point():
-        raise TypeError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
+    _checks.tensor("weight", weight, floating=True, nonempty=True)
     if weight.ndim == 0:
         raise ValueError("weight must have at least one dimension, got a 0-d tensor")
-    if weight.numel() == 0:
-        raise ValueError(f"weight must hold at least one value, got shape {tuple(weight.shape)}")
-    ndim = weight.ndim
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
-        raise ValueError(f"axis must be an int in [{-ndim}, {ndim - 1}], got {axis!r}")
+    axis = _checks.integer("axis", axis, -weight.ndim, weight.ndim - 1)
     if not torch.isfinite(weight).all():
         raise ValueError("weight must contain only finite values, got NaN or ±inf")
     axis = axis % weight.ndim
@@ -205,8 +185,7 @@ def quantize_int8(weight: torch.Tensor, axis: int = 0) -> QuantizedTensor:
 
 def dequantize(quantized: QuantizedTensor) -> torch.Tensor:
     """Float32 approximation ``ŵ = q · s`` of a tensor quantized by :func:`quantize_int8`."""
-    if not isinstance(quantized, QuantizedTensor):
-        raise TypeError(f"quantized must be a QuantizedTensor, got {type(quantized).__name__}")
+    _checks.instance("quantized", quantized, QuantizedTensor)
     return quantized.values.float() * quantized.scale
 
 
@@ -217,7 +196,7 @@ def fake_quantize_int8(model: nn.Module) -> nn.Module:
     This shows what rounding every weight to 255 levels per output channel does to accuracy,
     separately from any speed gain (which needs real int8 kernels: :func:`quantize_dynamic_int8`).
     """
-    _check_model(model)
+    _checks.module("model", model)
     clone = copy.deepcopy(model)
     with torch.no_grad():
         for module in clone.modules():
@@ -239,7 +218,7 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     here, and the chapter explains them. If a future PyTorch removes the API, this raises
     ``RuntimeError`` rather than silently returning an unquantized model. CPU only.
     """
-    _check_model(model)
+    _checks.module("model", model)
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise ValueError(
             "model must be on the CPU (dynamic int8 kernels are CPU kernels), got parameters on "
@@ -275,7 +254,7 @@ def linear_weight_bytes(model: nn.Module) -> int:
     int8 Linear from :func:`quantize_dynamic_int8` costs 1 byte per weight plus its quantization
     parameters (one float32 scale and one int32 zero point per tensor or per channel).
     """
-    _check_model(model)
+    _checks.module("model", model)
     total = 0
     for module in model.modules():
         if isinstance(module, nn.Linear):

@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from course_lib import _checks
+
 _KNOWN = ("cuda", "mps", "cpu")
 
 
@@ -37,8 +39,7 @@ def select_device(prefer: str | torch.device | None = None) -> torch.device:
         prefer = os.environ.get("COURSE_DEVICE") or None
     if prefer is None:
         return torch.device(available_devices()[0])
-    if not isinstance(prefer, (str, torch.device)):
-        raise TypeError(f"prefer must be a str, torch.device or None, got {type(prefer).__name__}")
+    _checks.instance("prefer", prefer, (str, torch.device), "a str, torch.device or None")
     try:
         device = torch.device(prefer)
     except RuntimeError as err:

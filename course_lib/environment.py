@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from course_lib import _checks
 from course_lib.device import available_devices
 
 PACKAGES = (
@@ -44,10 +45,7 @@ class FeatureCheck(NamedTuple):
 def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """Installed version of each distribution in ``packages`` (``"not installed"`` if absent),
     plus Python's own version."""
-    if isinstance(packages, str) or not isinstance(packages, (tuple, list)):
-        raise TypeError(
-            f"packages must be a tuple or list of distribution names, got {type(packages).__name__}"
-        )
+    _checks.instance("packages", packages, (tuple, list), "a tuple or list of distribution names")
     for name in packages:
         if not isinstance(name, str) or not name:
             raise TypeError(f"packages must hold only non-empty str names, got {name!r}")
@@ -148,14 +146,8 @@ def feature_checks(
     ``torch.compile`` is tried in a subprocess with a timeout (it needs a C++ compiler on CPU and
     can take tens of seconds the first time); pass ``check_compile=False`` to skip it.
     """
-    if not isinstance(check_compile, bool):
-        raise TypeError(f"check_compile must be a bool, got {type(check_compile).__name__}")
-    if isinstance(compile_timeout, bool) or not isinstance(compile_timeout, (int, float)):
-        raise TypeError(
-            f"compile_timeout must be a number > 0 (seconds), got {type(compile_timeout).__name__}"
-        )
-    if not compile_timeout > 0:
-        raise ValueError(f"compile_timeout must be > 0 seconds, got {compile_timeout}")
+    _checks.flag("check_compile", check_compile)
+    compile_timeout = _checks.positive("compile_timeout", compile_timeout)
     checks = [
         _check("CUDA GPU", _gpu),
         _check("Apple GPU (MPS)", _mps),

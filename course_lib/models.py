@@ -11,29 +11,12 @@ is plain to see and structured pruning (chapter 3.2) can rebuild them layer by l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-
-def _positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _widths(name: str, value, count: int | None = None) -> tuple[int, ...]:
-    """``value`` as a tuple of ints >= 1 (exactly ``count`` of them if given)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f"{name} must be a sequence of ints >= 1, got {type(value).__name__}")
-    value = tuple(value)
-    if count is not None and len(value) != count:
-        raise ValueError(f"{name} must hold exactly {count} ints >= 1, got {value!r}")
-    for i, width in enumerate(value):
-        _positive_int(f"{name}[{i}]", width)
-    return value
+from course_lib import _checks
 
 
 class Net(nn.Module):
@@ -58,9 +41,9 @@ class MLP(nn.Sequential):
     def __init__(
         self, in_features: int = 64, hidden: Sequence[int] = (300, 100), num_classes: int = 10
     ) -> None:
-        _positive_int("in_features", in_features)
-        _positive_int("num_classes", num_classes)
-        hidden = _widths("hidden", hidden)
+        _checks.positive_int("in_features", in_features)
+        _checks.positive_int("num_classes", num_classes)
+        hidden = _checks.ints("hidden", hidden, nonempty=False)
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = in_features
         for width in hidden:
@@ -84,10 +67,13 @@ class SmallCNN(nn.Sequential):
         channels: Sequence[int] = (16, 32),
         image_size: int = 8,
     ) -> None:
-        _positive_int("in_channels", in_channels)
-        _positive_int("num_classes", num_classes)
-        _positive_int("image_size", image_size)
-        c1, c2 = _widths("channels", channels, count=2)
+        _checks.positive_int("in_channels", in_channels)
+        _checks.positive_int("num_classes", num_classes)
+        _checks.positive_int("image_size", image_size)
+        channels = _checks.ints("channels", channels)
+        if len(channels) != 2:
+            raise ValueError(f"channels must hold exactly 2 ints >= 1, got {channels!r}")
+        c1, c2 = channels
         if image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
         side = image_size // 4

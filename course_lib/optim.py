@@ -28,6 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from course_lib import _checks
+
 __all__ = [
     "GD",
     "SGD",
@@ -37,40 +39,6 @@ __all__ = [
     "quadratic",
     "rosenbrock",
 ]
-
-
-# --- validation ---------------------------------------------------------------------------------
-
-
-def _real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _at_least_zero(name: str, value) -> float:
-    value = _real(name, value)
-    if not value >= 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _in_unit_interval(name: str, value, *, closed_right: bool = False) -> float:
-    value = _real(name, value)
-    ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
-    if not ok:
-        allowed = "[0, 1]" if closed_right else "[0, 1)"
-        raise ValueError(f"{name} must be in {allowed}, got {value}")
-    return value
-
-
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
 
 
 # --- gradient descent ---------------------------------------------------------------------------
@@ -96,8 +64,7 @@ class GD(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable, lr: float) -> None:
-        lr = _at_least_zero("lr", lr)
-        super().__init__(params, {"lr": lr})
+        super().__init__(params, {"lr": _checks.real("lr", lr, 0)})
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -144,11 +111,11 @@ class SGD(torch.optim.Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0,
     ) -> None:
-        lr = _at_least_zero("lr", lr)
-        momentum = _at_least_zero("momentum", momentum)
-        dampening = _in_unit_interval("dampening", dampening, closed_right=True)
-        nesterov = _flag("nesterov", nesterov)
-        weight_decay = _at_least_zero("weight_decay", weight_decay)
+        lr = _checks.real("lr", lr, 0)
+        momentum = _checks.real("momentum", momentum, 0)
+        dampening = _checks.fraction("dampening", dampening, closed=True)
+        nesterov = _checks.flag("nesterov", nesterov)
+        weight_decay = _checks.real("weight_decay", weight_decay, 0)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(
                 "nesterov=True needs momentum > 0 and dampening == 0, "
@@ -232,23 +199,18 @@ class Adam(torch.optim.Optimizer):
         *,
         foreach: bool = False,
     ) -> None:
-        lr = _at_least_zero("lr", lr)
         if not isinstance(betas, Sequence) or isinstance(betas, str) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        beta1 = _in_unit_interval("betas[0]", betas[0])
-        beta2 = _in_unit_interval("betas[1]", betas[1])
-        eps = _real("eps", eps)
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        weight_decay = _at_least_zero("weight_decay", weight_decay)
+        beta1, beta2 = (_checks.real(f"betas[{i}]", betas[i], 0, 1, high_open=True) for i in (0, 1))
+        decoupled = decoupled_weight_decay
         defaults = {
-            "lr": lr,
+            "lr": _checks.real("lr", lr, 0),
             "betas": (beta1, beta2),
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "decoupled_weight_decay": _flag("decoupled_weight_decay", decoupled_weight_decay),
-            "amsgrad": _flag("amsgrad", amsgrad),
-            "foreach": _flag("foreach", foreach),
+            "eps": _checks.positive("eps", eps),
+            "weight_decay": _checks.real("weight_decay", weight_decay, 0),
+            "decoupled_weight_decay": _checks.flag("decoupled_weight_decay", decoupled),
+            "amsgrad": _checks.flag("amsgrad", amsgrad),
+            "foreach": _checks.flag("foreach", foreach),
         }
         super().__init__(params, defaults)
 
@@ -347,14 +309,14 @@ def quadratic(x: Tensor, y: Tensor, a: float = 1.0, b: float = 10.0) -> Tensor:
     Its Hessian is :math:`\mathrm{diag}(a, b)`: for :math:`b > a` it is ill-conditioned
     (condition number :math:`b/a`) and gradient descent is stable for :math:`\eta < 2/b`.
     """
-    a, b = _real("a", a), _real("b", b)
+    a, b = _checks.real("a", a), _checks.real("b", b)
     return 0.5 * (a * x**2 + b * y**2)
 
 
 def rosenbrock(x: Tensor, y: Tensor, a: float = 1.0, b: float = 100.0) -> Tensor:
     r"""Rosenbrock's banana valley :math:`f(x, y) = (a - x)^2 + b (y - x^2)^2` (chapter 3.1),
     minimum 0 at :math:`(a, a^2)` at the end of a long, flat, curved valley."""
-    a, b = _real("a", a), _real("b", b)
+    a, b = _checks.real("a", a), _checks.real("b", b)
     return (a - x) ** 2 + b * (y - x**2) ** 2
 
 
@@ -375,24 +337,16 @@ def optimize_2d(
     of SGD (chapter 3.1.2). The run stops early when the point or value becomes non-finite
     (a diverging learning rate), so the trajectory may be shorter than ``steps + 1``.
     """
-    if not callable(f):
-        raise TypeError("f must be callable: f(x, y) -> scalar tensor")
-    if not callable(make_optimizer):
-        raise TypeError("make_optimizer must be callable: make_optimizer(params) -> Optimizer")
+    _checks.function("f", f, "f(x, y) -> scalar tensor")
+    _checks.function("make_optimizer", make_optimizer, "make_optimizer(params) -> Optimizer")
     if isinstance(start, str) or not hasattr(start, "__len__") or len(start) != 2:
         raise ValueError(f"start must be a point (x, y), got {start!r}")
-    start = (_real("start[0]", float(start[0])), _real("start[1]", float(start[1])))
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    grad_noise = _at_least_zero("grad_noise", grad_noise)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    xy = torch.tensor([float(start[0]), float(start[1])], dtype=torch.float64, requires_grad=True)
-    optimizer = make_optimizer([xy])
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"make_optimizer must return a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
+    start = (_checks.real("start[0]", start[0]), _checks.real("start[1]", start[1]))
+    steps = _checks.integer("steps", steps, 0)
+    grad_noise = _checks.real("grad_noise", grad_noise, 0)
+    seed = _checks.seed("seed", seed)
+    xy = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    optimizer = _checks.optimizer("make_optimizer(params)", make_optimizer([xy]))
     generator = torch.Generator().manual_seed(seed)
     points, values = [], []
     for i in range(steps + 1):

@@ -19,40 +19,28 @@ matter what an optimizer (momentum, Adam, weight decay) does to the stored origi
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from course_lib import _checks
+
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 """Layer types whose ``weight`` is pruned (biases are kept, as in Han et al. 2015)."""
 
+_SCOPES = ("global", "layer")
+"""``scope`` of :func:`magnitude_prune`: one threshold for all layers, or one per layer."""
+
 # Modules that act on each unit (neuron / channel) separately: a unit removed before them is
 # simply absent after them. Used by remove_neurons to follow a unit from layer to layer.
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU)
 _PER_UNIT = (
-    nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.Identity,
-    nn.Dropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
-    nn.AvgPool3d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-)
-
-
-# --- checks ---------------------------------------------------------------------------------
-
-
-def _check_model(model: nn.Module) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def _check_amount(amount: float, name: str = "amount") -> float:
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {type(amount).__name__}")
-    if not 0.0 <= amount <= 1.0 or math.isnan(amount):
-        raise ValueError(f"{name} must be in [0, 1], got {amount}")
-    return float(amount)
+    *_ACTIVATIONS, nn.Identity, nn.Dropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+)  # fmt: skip
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -60,7 +48,7 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
     Raises ``ValueError`` (naming ``model``) if there is none.
     """
-    _check_model(model)
+    _checks.module("model", model)
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not layers:
         raise ValueError(
@@ -110,8 +98,7 @@ def set_mask(module: nn.Module, mask: torch.Tensor) -> nn.Module:
     """Attach (or replace) the 0/1 pruning mask of a Linear / Conv layer's weight, in place:
     from then on ``weight = where(mask, original, 0)`` (chapter 3.2). Use it to copy a mask
     found on one network onto another (e.g. the lottery-ticket experiment)."""
-    if not isinstance(module, PRUNABLE):
-        raise TypeError(f"module must be a Linear or Conv layer, got {type(module).__name__}")
+    _checks.instance("module", module, PRUNABLE, "a Linear or Conv layer")
     if not isinstance(mask, torch.Tensor) or mask.shape != module.weight.shape:
         shape = getattr(mask, "shape", None)
         raise ValueError(
@@ -157,9 +144,8 @@ def magnitude_prune(model: nn.Module, amount: float, scope: str = "global") -> n
     any later training (see the module docstring); :func:`make_permanent` bakes them in.
     Returns ``model``.
     """
-    amount = _check_amount(amount)
-    if scope not in ("global", "layer"):
-        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    amount = _checks.fraction("amount", amount, closed=True)
+    _checks.one_of("scope", scope, _SCOPES)
     layers = prunable_layers(model)
     if scope == "global":
         scores = torch.cat([m.weight.detach().abs().reshape(-1) for _, m in layers])
@@ -199,7 +185,7 @@ def _unmask(module: nn.Module) -> None:
 def make_permanent(model: nn.Module) -> nn.Module:
     """Remove the masks, keeping the zeros: each weight becomes an ordinary parameter equal to
     ``where(mask, original, 0)`` (like ``torch.nn.utils.prune.remove``). In place; chapter 3.2."""
-    _check_model(model)
+    _checks.module("model", model)
     for module in list(model.modules()):
         if parametrize.is_parametrized(module, "weight"):
             _unmask(module)
@@ -268,12 +254,11 @@ def sparsity_schedule(target: float, rounds: int, start: float = 0.0) -> list[fl
     ``s_k = 1 − (1 − start) · ((1 − target) / (1 − start))^{k / rounds}``, ``k = 1..rounds``
 
     (with ``start = 0``: ``s_k = 1 − (1 − target)^{k / rounds}``)."""
-    target = _check_amount(target, "target")
-    start = _check_amount(start, "start")
+    target = _checks.fraction("target", target, closed=True)
+    start = _checks.fraction("start", start, closed=True)
     if start > target or start == 1.0:
         raise ValueError(f"start must be < 1 and <= target, got start={start}, target={target}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    rounds = _checks.positive_int("rounds", rounds)
     ratio = (1.0 - target) / (1.0 - start)
     return [1.0 - (1.0 - start) * ratio ** (k / rounds) for k in range(1, rounds + 1)]
 
@@ -293,14 +278,9 @@ def iterative_prune(
     return anything, e.g. a validation accuracy. Returns one record per round:
     ``{"round", "sparsity", "result"}`` where ``sparsity`` is measured after fine-tuning.
     """
-    if not callable(fine_tune):
-        raise TypeError(
-            f"fine_tune must be callable: fine_tune(model) -> anything, "
-            f"got {type(fine_tune).__name__}"
-        )
-    if scope not in ("global", "layer"):
-        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
-    target = _check_amount(target, "target")
+    _checks.function("fine_tune", fine_tune, "fine_tune(model) -> anything")
+    _checks.one_of("scope", scope, _SCOPES)
+    target = _checks.fraction("target", target, closed=True)
     start = min(sparsity(model).overall, target)
     records = []
     for k, level in enumerate(sparsity_schedule(target, rounds, start=start), start=1):
@@ -314,11 +294,7 @@ def iterative_prune(
 
 
 def _chain(model: nn.Module) -> list[nn.Module]:
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(
-            f"model must be an nn.Sequential (e.g. course_lib.models.MLP or SmallCNN), "
-            f"got {type(model).__name__}"
-        )
+    _checks.instance("model", model, nn.Sequential, "an nn.Sequential (e.g. models.MLP, SmallCNN)")
     modules = list(model)
     for m in modules:
         if getattr(m, "groups", 1) != 1:
@@ -330,47 +306,59 @@ def _chain(model: nn.Module) -> list[nn.Module]:
     return modules
 
 
+_IMPORTANCE = ("l1", "activation")
+
+
 @torch.no_grad()
 def neuron_importance(
-    model: nn.Module, importance: str = "weight", inputs: torch.Tensor | None = None
+    model: nn.Module,
+    importance: str = "l1",
+    inputs: torch.Tensor | None = None,
+    *,
+    include_bias: bool = False,
 ) -> list[torch.Tensor]:
     """Importance of every output unit of every *hidden* Linear / Conv layer (chapter 3.2).
 
-    - ``"weight"``: L1 norm of the unit's incoming weights plus its bias,
-      ``Σ_i |W_{j,i}| + |b_j|`` (Li et al. 2017 for channels).
-    - ``"activation"``: mean absolute output of the unit (after the layer, before the
-      non-linearity) over ``inputs`` — the document's other criterion.
+    - ``"l1"``: L1 norm of the unit's incoming weights, ``Σ_i |W_{j,i}|`` — Li et al. 2017's
+      filter criterion (for a channel: the sum over its whole kernel). ``include_bias=True``
+      adds ``|b_j|``, so that a unit whose weights are all zero still counts by its bias
+      (its output is ``ReLU(b_j)``, not 0).
+    - ``"activation"``: mean absolute *output* of the unit over ``inputs``, after its
+      non-linearity (``mean |ReLU(z_j)|``, the document's "activation" criterion; over batch
+      and positions for a channel). A unit that never fires scores 0. The non-linearity is the
+      last activation module (ReLU, GELU, …) before the next Linear / Conv layer or
+      ``Flatten``; without one, the layer's own output is scored.
 
     Returns one 1-D tensor per hidden layer (the last Linear / Conv layer is the output and is
     not listed).
     """
-    if importance not in ("weight", "activation"):
-        raise ValueError(f"importance must be 'weight' or 'activation', got {importance!r}")
+    _checks.one_of("importance", importance, _IMPORTANCE)
+    _checks.flag("include_bias", include_bias)
     modules = _chain(model)
     hidden = [i for i, m in enumerate(modules) if isinstance(m, PRUNABLE)][:-1]
-    if importance == "weight":
+    if importance == "l1":
         scores = []
         for i in hidden:
-            w = modules[i].weight
+            w, b = modules[i].weight, modules[i].bias
             s = w.abs().reshape(w.shape[0], -1).sum(dim=1)
-            if modules[i].bias is not None:
-                s = s + modules[i].bias.abs()
-            scores.append(s)
+            scores.append(s + b.abs() if include_bias and b is not None else s)
         return scores
-    if importance == "activation":
-        if not isinstance(inputs, torch.Tensor):
-            raise ValueError(
-                "inputs must be a batch tensor when importance='activation', "
-                f"got {type(inputs).__name__}"
-            )
-        scores, x = {}, inputs
-        for i, m in enumerate(modules):
-            x = m(x)
-            if i in hidden:
-                dims = [d for d in range(x.ndim) if d != 1]
-                scores[i] = x.abs().mean(dim=dims)
-        return [scores[i] for i in hidden]
-    raise ValueError(f"importance must be 'weight' or 'activation', got {importance!r}")
+    _checks.tensor("inputs (needed for importance='activation')", inputs)
+    scored = {}  # index of the module whose output is scored -> index of the hidden layer
+    for i in hidden:
+        j = i
+        for k in range(i + 1, len(modules)):
+            if isinstance(modules[k], (*PRUNABLE, nn.Flatten)):
+                break
+            if isinstance(modules[k], _ACTIVATIONS):
+                j = k
+        scored[j] = i
+    scores, x = {}, inputs
+    for j, m in enumerate(modules):
+        x = m(x)
+        if j in scored:
+            scores[scored[j]] = x.abs().mean(dim=[d for d in range(x.ndim) if d != 1])
+    return [scores[i] for i in hidden]
 
 
 def _slice_layer(layer: nn.Module, keep_out=None, keep_in=None) -> nn.Module:
@@ -397,8 +385,10 @@ def _slice_layer(layer: nn.Module, keep_out=None, keep_in=None) -> nn.Module:
 def remove_neurons(
     model: nn.Module,
     amount: float,
-    importance: str = "weight",
+    importance: str = "l1",
     inputs: torch.Tensor | None = None,
+    *,
+    include_bias: bool = False,
 ) -> nn.Sequential:
     """Structured pruning: a smaller *dense* copy of ``model`` without the least important
     ``round(amount · n)`` units of each hidden layer (neurons of a Linear, channels of a Conv),
@@ -408,14 +398,16 @@ def remove_neurons(
     column(s) in the next layer; after a ``Flatten`` a channel owns a contiguous block of
     ``height × width`` inputs of the next Linear. If the removed units' incoming weights and
     biases were already zero their outputs were ``ReLU(0) = 0``, so the smaller model computes
-    exactly the same function. Importance: see :func:`neuron_importance`. ``model`` must be an
+    exactly the same function. Importance (``importance``, ``inputs``, ``include_bias``): see
+    :func:`neuron_importance`; the default ranks by the L1 norm of the incoming weights, as
+    Li et al. 2017 do. ``model`` must be an
     ``nn.Sequential`` (``course_lib.models.MLP``, ``SmallCNN``); it is not modified; masks are
     baked in. The result is an ``nn.Sequential`` with the same layer order.
     """
-    amount = _check_amount(amount)
+    amount = _checks.fraction("amount", amount, closed=True)
     prunable_layers(model)
     modules = _chain(model)
-    scores = neuron_importance(model, importance, inputs)  # computed without autograd
+    scores = neuron_importance(model, importance, inputs, include_bias=include_bias)
     layer_idx = [i for i, m in enumerate(modules) if isinstance(m, PRUNABLE)]
     keeps: dict[int, torch.Tensor] = {}
     for i, s in zip(layer_idx[:-1], scores, strict=True):
@@ -448,9 +440,3 @@ def remove_neurons(
 def hidden_widths(model: nn.Module) -> list[int]:
     """Output units of every hidden Linear / Conv layer of an ``nn.Sequential`` (chapter 3.2)."""
     return [m.weight.shape[0] for m in _chain(model) if isinstance(m, PRUNABLE)][:-1]
-
-
-def masked_layers(model: nn.Module) -> Sequence[str]:
-    """Names of the layers that currently carry a pruning mask (chapter 3.2)."""
-    _check_model(model)
-    return [n for n, m in model.named_modules() if _current_mask(m) is not None]

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from course_lib import _checks
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and PyTorch (CPU and every GPU) with ``seed``.
@@ -18,10 +20,7 @@ def seed_everything(seed: int) -> None:
     Raises ``TypeError`` if ``seed`` is not an ``int`` and ``ValueError`` if it is outside
     ``[0, 2**32 - 1]`` (NumPy's range).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32 - 1], got {seed}")
+    seed = _checks.seed("seed", seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)

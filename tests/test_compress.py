@@ -34,15 +34,9 @@ def test_flops_of_linear_is_two_b_m_n():
     assert compress.flops(layer, torch.randn(5, 32)) == 2 * 5 * 32 * 16
 
 
-def test_measure_latency_quartiles_ordered_and_validates():
+def test_measure_latency_quartiles_are_ordered():
     lat = compress.measure_latency(nn.Linear(8, 8), torch.randn(4, 8), warmup=1, repeats=5)
     assert lat.q1 <= lat.median <= lat.q3 and lat.repeats == 5 and lat.iqr >= 0
-    with pytest.raises(ValueError, match="repeats"):
-        compress.measure_latency(nn.Linear(8, 8), torch.randn(4, 8), repeats=2)
-    with pytest.raises(ValueError, match="warmup"):
-        compress.measure_latency(nn.Linear(8, 8), torch.randn(4, 8), warmup=-1)
-    with pytest.raises(TypeError, match="model"):
-        compress.count_parameters("not a model")
 
 
 # --- non-zeros and size ------------------------------------------------------------------------
@@ -122,21 +116,6 @@ def test_quantize_int8_zero_rows_and_storage():
     assert w.numel() * 4 / q.nbytes > 2.5
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
-    [
-        ({"weight": [1.0, 2.0]}, TypeError, "weight"),
-        ({"weight": torch.arange(4)}, TypeError, "floating"),
-        ({"weight": torch.tensor(1.0)}, ValueError, "dimension"),
-        ({"weight": torch.ones(2, 2), "axis": 2}, ValueError, "axis"),
-        ({"weight": torch.tensor([1.0, float("nan")])}, ValueError, "finite"),
-    ],
-)
-def test_quantize_int8_validates(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        compress.quantize_int8(**kwargs)
-
-
 def test_fake_quantize_keeps_original_and_stays_within_bound():
     model = make_mlp()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -178,9 +157,7 @@ def test_quantize_dynamic_int8_close_to_float_and_smaller():
     assert compress.model_size_bytes(model) / compress.model_size_bytes(qmodel) > 3.5
 
 
-def test_quantize_dynamic_int8_rejects_non_models_and_models_without_linear():
-    with pytest.raises(TypeError, match="model"):
-        compress.quantize_dynamic_int8(torch.ones(3))
+def test_quantize_dynamic_int8_refuses_a_model_without_linear_layers():
     with pytest.raises(RuntimeError, match="no nn.Linear"):
         compress.quantize_dynamic_int8(nn.Sequential(nn.ReLU()))
 

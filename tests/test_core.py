@@ -163,7 +163,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert extra == {"epoch": 3}
     for a, b in zip(model.parameters(), other.parameters()):
         assert torch.equal(a, b)
-    assert not (tmp_path / "ck.pt.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]  # no .ck.pt.*.tmp left
 
 
 # --- compress (chapter 1 part) ----------------------------------------------------------------

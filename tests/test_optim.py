@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import math
-import re
 
 import pytest
 import torch
@@ -81,19 +80,18 @@ def hyper_id(hyper: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in hyper.items()) or "defaults"
 
 
-SHAPES = ["linear", "mlp", "cnn"]
-SEEDS = [0, 1, 2]
+SHAPES = ["linear", "mlp", "cnn"]  # 2-D, 1-D and 4-D parameters: every code path of step()
+SEED = 0  # more seeds run the same code paths on other numbers: they would add time, not cover
 
 
 # --- equivalence with torch.optim -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("lr", [0.01, 0.1])
-def test_gd_equals_torch_sgd_without_momentum(shape, seed, lr):
+def test_gd_equals_torch_sgd_without_momentum(shape, lr):
     diff = compare(
-        shape, seed,
+        shape, SEED,
         lambda p: optim.GD(p, lr=lr),
         lambda p: torch.optim.SGD(p, lr=lr, foreach=False),
     )
@@ -112,11 +110,10 @@ SGD_GRID = [
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("hyper", SGD_GRID, ids=hyper_id)
-def test_sgd_equals_torch_sgd(shape, seed, hyper):
+def test_sgd_equals_torch_sgd(shape, hyper):
     diff = compare(
-        shape, seed,
+        shape, SEED,
         lambda p: optim.SGD(p, **hyper),
         lambda p: torch.optim.SGD(p, **hyper, foreach=False),
     )
@@ -135,23 +132,22 @@ ADAM_GRID = [
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("hyper", ADAM_GRID, ids=hyper_id)
-def test_adam_equals_torch_adam(shape, seed, hyper):
+def test_adam_equals_torch_adam(shape, hyper):
     diff = compare(
-        shape, seed,
+        shape, SEED,
         lambda p: optim.Adam(p, **hyper),
         lambda p: torch.optim.Adam(p, **hyper, foreach=False),
     )
     assert diff <= TOL
 
 
-@pytest.mark.parametrize("shape,seed", list(zip(SHAPES, SEEDS)))
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("hyper", ADAM_GRID, ids=hyper_id)
-def test_foreach_adam_equals_torch_adam(shape, seed, hyper):
+def test_foreach_adam_equals_torch_adam(shape, hyper):
     """The ``foreach=True`` path (lists of tensors) against the same reference."""
     diff = compare(
-        shape, seed,
+        shape, SEED,
         lambda p: optim.Adam(p, **hyper, foreach=True),
         lambda p: torch.optim.Adam(p, **hyper, foreach=False),
     )
@@ -166,11 +162,11 @@ ADAMW_GRID = [
 
 
 @pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
-@pytest.mark.parametrize("shape,seed", [(sh, se) for sh in SHAPES for se in SEEDS][::2])
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("hyper", ADAMW_GRID, ids=hyper_id)
-def test_decoupled_adam_equals_torch_adamw(shape, seed, hyper, foreach):
+def test_decoupled_adam_equals_torch_adamw(shape, hyper, foreach):
     diff = compare(
-        shape, seed,
+        shape, SEED,
         lambda p: optim.Adam(p, **hyper, decoupled_weight_decay=True, foreach=foreach),
         lambda p: torch.optim.AdamW(p, **hyper, foreach=False),
     )
@@ -338,51 +334,6 @@ def test_a_torch_adam_checkpoint_loads_into_course_adam():
     assert max_abs_diff(model, twin) <= TOL
 
 
-# --- validation -----------------------------------------------------------------------------
-
-
-BAD = [
-    (optim.GD, dict(lr=-0.1), "lr"),
-    (optim.GD, dict(lr=float("nan")), "lr"),
-    (optim.SGD, dict(lr=-1.0), "lr"),
-    (optim.SGD, dict(lr=0.1, momentum=-0.5), "momentum"),
-    (optim.SGD, dict(lr=0.1, dampening=1.5), "dampening"),
-    (optim.SGD, dict(lr=0.1, weight_decay=-1e-4), "weight_decay"),
-    (optim.SGD, dict(lr=0.1, nesterov=True), "nesterov"),
-    (optim.SGD, dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
-    (optim.Adam, dict(lr=-1e-3), "lr"),
-    (optim.Adam, dict(betas=(1.0, 0.999)), "betas[0]"),
-    (optim.Adam, dict(betas=(0.9, -0.1)), "betas[1]"),
-    (optim.Adam, dict(eps=0.0), "eps"),
-    (optim.Adam, dict(weight_decay=-0.1), "weight_decay"),
-]
-
-
-@pytest.mark.parametrize("cls,kwargs,name", BAD, ids=[f"{c.__name__}-{n}" for c, _, n in BAD])
-def test_bad_hyper_parameters_raise_value_error_naming_them(cls, kwargs, name):
-    with pytest.raises(ValueError, match=re.escape(name)):
-        cls([_param([1.0])], **kwargs)
-
-
-@pytest.mark.parametrize(
-    "cls,kwargs",
-    [
-        (optim.GD, dict(lr="0.1")),
-        (optim.SGD, dict(lr=0.1, nesterov=1)),
-        (optim.Adam, dict(betas=0.9)),
-        (optim.Adam, dict(amsgrad="yes")),
-    ],
-)
-def test_wrong_types_raise_type_error(cls, kwargs):
-    with pytest.raises(TypeError):
-        cls([_param([1.0])], **kwargs)
-
-
-def test_range_is_named_in_the_message():
-    with pytest.raises(ValueError, match=r"betas\[0\] must be in \[0, 1\)"):
-        optim.Adam([_param([1.0])], betas=(1.2, 0.9))
-
-
 # --- 2-D trajectories -----------------------------------------------------------------------
 
 
@@ -422,20 +373,3 @@ def test_gradient_noise_is_seeded_and_changes_the_path():
     assert torch.equal(run(0, 0.5), run(0, 0.5))
     assert not torch.equal(run(0, 0.5), run(1, 0.5))
     assert not torch.equal(run(0, 0.5), run(0, 0.0))
-
-
-@pytest.mark.parametrize(
-    "kwargs,err",
-    [
-        (dict(start=(1.0,)), ValueError),
-        (dict(steps=-1), ValueError),
-        (dict(grad_noise=-1.0), ValueError),
-        (dict(make_optimizer=lambda p: p), TypeError),
-    ],
-)
-def test_optimize_2d_validates_arguments(kwargs, err):
-    args = dict(f=optim.quadratic, start=(1.0, 1.0), make_optimizer=lambda p: optim.GD(p, lr=0.1))
-    args.update(kwargs)
-    with pytest.raises(err):
-        optim.optimize_2d(**args)
-
