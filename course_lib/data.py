@@ -1,5 +1,6 @@
 """Datasets that need no network, splits, loaders and subsampling (chapter 1; extended in
-chapter 3.3).
+chapter 3.3: step budgets, imbalanced subsets and class-balanced sampling, a PNG image folder
+on disk for data-loading measurements).
 
 Default data: ``sklearn.datasets.load_digits`` — 1,797 real 8×8 handwritten digits that ship
 with scikit-learn, so every notebook runs offline — plus scikit-learn's two sample photos and
@@ -9,6 +10,9 @@ MNIST-1D generated locally. Scalers live in :mod:`course_lib.scaling`, sparse st
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -18,9 +22,11 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
+    Dataset,
     RandomSampler,
     SequentialSampler,
     TensorDataset,
+    WeightedRandomSampler,
 )
 
 from course_lib import _checks
@@ -112,6 +118,25 @@ def load_digits_split(
     return train_val_test_split(X, y, val_size=val_size, test_size=test_size, seed=seed)
 
 
+def _loader_options(num_workers, pin_memory, persistent_workers, prefetch_factor) -> dict:
+    """Checked ``DataLoader`` options for worker processes and pinned memory."""
+    num_workers = _checks.integer("num_workers", num_workers, 0)
+    _checks.flag("pin_memory", pin_memory)
+    _checks.flag("persistent_workers", persistent_workers)
+    prefetch_factor = _checks.positive_int("prefetch_factor", prefetch_factor, allow_none=True)
+    if num_workers == 0 and (persistent_workers or prefetch_factor is not None):
+        raise ValueError(
+            "persistent_workers and prefetch_factor must be left at their defaults (False, "
+            f"None) with num_workers=0 (no worker processes), got persistent_workers="
+            f"{persistent_workers}, prefetch_factor={prefetch_factor}"
+        )
+    options = dict(num_workers=num_workers, pin_memory=pin_memory,
+                   persistent_workers=persistent_workers)  # fmt: skip
+    if prefetch_factor is not None:
+        options["prefetch_factor"] = prefetch_factor
+    return options
+
+
 def batch_loader(
     split: Split,
     batch_size: int = 64,
@@ -120,6 +145,8 @@ def batch_loader(
     *,
     num_workers: int = 0,
     pin_memory: bool = False,
+    persistent_workers: bool = False,
+    prefetch_factor: int | None = None,
 ) -> DataLoader:
     """A ``DataLoader`` over one in-memory split that gathers each mini-batch with a single
     indexing operation (a ``BatchSampler`` hands the loader whole lists of indices) instead of
@@ -127,28 +154,27 @@ def batch_loader(
     With ``shuffle=True`` the order comes from a generator seeded with ``seed``: same seed,
     same batches (chapters 1 and 3.2).
 
-    ``num_workers`` and ``pin_memory`` go to the ``DataLoader`` (chapter 3.4): worker processes
-    that prepare batches while the model trains, and page-locked host memory from which a copy
-    to a GPU can run asynchronously (``tensor.to("cuda", non_blocking=True)``)."""
+    ``num_workers``, ``pin_memory``, ``persistent_workers`` and ``prefetch_factor`` go to the
+    ``DataLoader`` (chapters 3.3, 3.4): worker processes that prepare batches while the model
+    trains (kept alive between epochs, each holding ``prefetch_factor`` batches ready), and
+    page-locked host memory from which a copy to a GPU can run asynchronously
+    (``tensor.to("cuda", non_blocking=True)``). For data already in memory, workers only add
+    the cost of sending every batch between processes (chapter 3.3 measures it)."""
     batch_size = _checks.positive_int("batch_size", batch_size)
     if not isinstance(split, (tuple, list)) or len(split) != 2:
         raise TypeError(f"split must be a Split (X, y) of two tensors, got {type(split).__name__}")
     _check_samples(*split)
     _checks.flag("shuffle", shuffle)
     _checks.seed("seed", seed)
-    num_workers = _checks.integer("num_workers", num_workers, 0)
-    _checks.flag("pin_memory", pin_memory)
+    options = _loader_options(num_workers, pin_memory, persistent_workers, prefetch_factor)
     dataset = TensorDataset(*split)
     if shuffle:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = SequentialSampler(dataset)
     return DataLoader(
-        dataset,
-        sampler=BatchSampler(sampler, batch_size, drop_last=False),
-        batch_size=None,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
+        dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
+        **options,
     )
 
 
@@ -160,17 +186,20 @@ def make_loaders(
     *,
     num_workers: int = 0,
     pin_memory: bool = False,
+    persistent_workers: bool = False,
+    prefetch_factor: int | None = None,
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Loaders for the three parts (see :func:`batch_loader`): the training one shuffles with
     a seeded generator (same seed, same batch order), the others keep their order.
-    ``num_workers`` and ``pin_memory`` go to all three ``DataLoader`` s."""
+    The worker and memory options go to all three ``DataLoader`` s."""
     if not all(hasattr(splits, part) for part in ("train", "val", "test")):
         raise TypeError(
             "splits must be a Splits (train, val, test) of Split pairs, "
             f"got {type(splits).__name__}"
         )
     eval_batch_size = _checks.positive_int("eval_batch_size", eval_batch_size)
-    options = dict(num_workers=num_workers, pin_memory=pin_memory)
+    options = dict(num_workers=num_workers, pin_memory=pin_memory,
+                   persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     train = batch_loader(splits.train, batch_size, shuffle=True, seed=seed, **options)
     val = batch_loader(splits.val, eval_batch_size, shuffle=False, **options)
     test = batch_loader(splits.test, eval_batch_size, shuffle=False, **options)
@@ -210,6 +239,76 @@ def subsample(
     _check_samples(X, y)
     index = subsample_indices(y, fraction, seed=seed, stratify=stratify).to(y.device)
     return Split(X[index], y[index])
+
+
+def class_subsample_indices(
+    y: torch.Tensor, fractions: Mapping[int, float], seed: int = 0
+) -> torch.Tensor:
+    """Indices (sorted) that keep ``round(fractions[c] · n_c)`` (at least 1) random examples of
+    each class ``c`` named in ``fractions`` and every example of the other classes: an
+    *imbalanced* subset made on purpose (chapter 3.3). Same seed, same indices."""
+    _checks.tensor("y", y, ndim=1, nonempty=True)
+    _checks.instance("fractions", fractions, Mapping, "a dict of class -> fraction in (0, 1]")
+    _checks.seed("seed", seed)
+    labels = y.cpu()
+    present = set(torch.unique(labels).tolist())
+    for label, fraction in fractions.items():
+        _checks.one_of("fractions keys", label, sorted(present))
+        _checks.real(f"fractions[{label}]", fraction, 0, 1, low_open=True)
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for label in sorted(present):
+        members = torch.nonzero(labels == label).flatten()
+        if label in fractions:
+            k = max(1, round(fractions[label] * len(members)))
+            members = members[torch.randperm(len(members), generator=generator)[:k]]
+        picked.append(members)
+    return torch.cat(picked).sort().values
+
+
+def class_weights(y: torch.Tensor) -> torch.Tensor:
+    """Per-example weights ``w_i = 1 / n_{y_i}`` (float64): sampling with probabilities
+    ``∝ w`` draws every class equally often, ``P(class c) = n_c · (1/n_c) / Σ_k 1 = 1/K``
+    (class-balanced sampling, chapter 3.3)."""
+    _checks.tensor("y", y, ndim=1, nonempty=True)
+    if y.is_floating_point():
+        raise TypeError(f"y must be a tensor of integer class labels, got dtype {y.dtype}")
+    counts = torch.bincount(y.cpu())
+    return 1.0 / counts[y.cpu()].double()
+
+
+def balanced_loader(split: Split, batch_size: int = 64, steps: int = 100, seed: int = 0
+                    ) -> DataLoader:  # fmt: skip
+    """A ``DataLoader`` of exactly ``steps`` mini-batches drawn *with replacement* by
+    ``torch.utils.data.WeightedRandomSampler`` with the weights of :func:`class_weights`, so
+    that every class appears equally often on average however imbalanced the split is
+    (chapter 3.3). Batches are gathered in one indexing operation, as in :func:`batch_loader`;
+    same seed, same batches. One pass over the loader is the whole step budget."""
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    steps = _checks.positive_int("steps", steps)
+    if not isinstance(split, (tuple, list)) or len(split) != 2:
+        raise TypeError(f"split must be a Split (X, y) of two tensors, got {type(split).__name__}")
+    _check_samples(*split)
+    _checks.seed("seed", seed)
+    sampler = WeightedRandomSampler(
+        class_weights(split[1]), num_samples=steps * batch_size, replacement=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return DataLoader(TensorDataset(*split), sampler=BatchSampler(sampler, batch_size, False),
+                      batch_size=None)  # fmt: skip
+
+
+def epochs_for_steps(n: int, batch_size: int, steps: int) -> tuple[int, int]:
+    """``(epochs, total_steps)`` for a step budget (chapter 3.3): an epoch over ``n`` examples
+    takes ``⌈n / batch_size⌉`` steps, so ``epochs = max(1, round(steps / ⌈n / B⌉))`` is the
+    number of epochs whose total is closest to ``steps``. Comparing training-set sizes at
+    equal *epochs* gives a small set far fewer updates; this keeps the updates equal."""
+    n = _checks.positive_int("n", n)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    steps = _checks.positive_int("steps", steps)
+    per_epoch = math.ceil(n / batch_size)
+    epochs = max(1, round(steps / per_epoch))
+    return epochs, epochs * per_epoch
 
 
 def load_sample_photo(name: str = "china.jpg") -> torch.Tensor:
@@ -252,3 +351,81 @@ def load_mnist1d(num_samples: int = 4000, seed: int = 42, train_split: float = 0
         return Split(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64))
 
     return split(data["x"], data["y"]), split(data["x_test"], data["y_test"])
+
+
+# --- an image folder on disk (chapter 3.3) -----------------------------------------------------
+
+
+def write_png_folder(images: torch.Tensor, labels: torch.Tensor, root) -> list[Path]:
+    """Write ``images`` as PNG files into class folders, ``root/<label>/<index>.png`` — the
+    layout of ``torchvision.datasets.ImageFolder`` (chapter 3.3). ``images``: ``(N, C, H, W)``
+    with ``C`` 1 or 3, uint8 or float in ``[0, 1]`` (rounded to 8 bits). PNG is lossless:
+    :class:`PNGFolder` reads back exactly the 8-bit pixels. Returns the paths in index order.
+    Encoded with Pillow (torchvision's own PNG codec is deprecated since torchvision 0.29)."""
+    from PIL import Image
+
+    _checks.tensor("images", images, ndim=4, nonempty=True)
+    _checks.tensor("labels", labels, ndim=1)
+    if len(labels) != len(images) or labels.is_floating_point():
+        raise ValueError(f"labels must be {len(images)} integer labels, one per image, "
+                         f"got shape {tuple(labels.shape)} of dtype {labels.dtype}")  # fmt: skip
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, C, H, W) with C = 1 or 3, got C = {images.shape[1]}")
+    if images.is_floating_point():
+        images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    elif images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 or floating point, got dtype {images.dtype}")
+    root = Path(root)
+    width = len(str(len(images) - 1))
+    paths = []
+    for index, (image, label) in enumerate(zip(images.cpu(), labels.tolist())):
+        folder = root / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{index:0{width}d}.png"
+        pixels = image.permute(1, 2, 0).numpy()  # (H, W, C) for Pillow
+        Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+class PNGFolder(Dataset):
+    """The PNG files of ``root/<class>/*.png`` as a map-style ``Dataset`` of ``(image, label)``
+    pairs, decoded on every access with Pillow (``PIL.Image.open``) into float32
+    ``(C, H, W)`` in ``[0, 1]`` (chapter 3.3). Classes and files in sorted order, so that
+    ``class_to_idx`` and ``samples`` equal those of ``torchvision.datasets.ImageFolder``.
+
+    Reading and decoding a file is work a ``DataLoader`` worker process can do while the main
+    process trains: the case where ``num_workers > 0`` pays off. ``transform`` (optional) is
+    applied to each decoded image."""
+
+    def __init__(self, root, transform=None) -> None:
+        root = Path(_checks.instance("root", root, (str, Path), "a path (str or Path)"))
+        if not root.is_dir():
+            raise FileNotFoundError(f"root must be an existing folder, got {str(root)!r}")
+        self.transform = _checks.callable_or_none("transform", transform, "transform(image)")
+        classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+        self.classes = classes
+        self.class_to_idx = {name: i for i, name in enumerate(classes)}
+        self.samples = [
+            (str(path), self.class_to_idx[name])
+            for name in classes
+            for path in sorted((root / name).glob("*.png"))
+        ]
+        if not self.samples:
+            raise FileNotFoundError(f"root must hold class folders of .png files, got none "
+                                    f"in {str(root)!r}")  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.samples[index]
+        with Image.open(path) as file:
+            pixels = np.array(file)  # (H, W) or (H, W, C) uint8
+        image = torch.from_numpy(pixels).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
+        image = image.float() / 255.0
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label

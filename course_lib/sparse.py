@@ -21,23 +21,60 @@ def density(X: torch.Tensor) -> float:
     return int(torch.count_nonzero(X.to_dense())) / X.numel()
 
 
-def to_sparse(X: torch.Tensor, layout: str = "csr") -> torch.Tensor:
+def to_sparse(X: torch.Tensor, layout: str = "csr", index_dtype: torch.dtype = torch.int64
+              ) -> torch.Tensor:  # fmt: skip
     """A dense matrix as a ``torch.sparse`` tensor (chapter 3.3).
 
     ``"coo"`` stores every non-zero as (row, col, value): ``2·nnz`` int64 indices + ``nnz``
     values. ``"csr"`` compresses the rows: ``nnz`` column indices, ``n_rows + 1`` row pointers
-    (``crow_indices``) and ``nnz`` values.
+    (``crow_indices``) and ``nnz`` values. ``index_dtype=torch.int32`` halves the index bytes
+    of CSR (PyTorch's COO always uses int64), enough for up to 2³¹ − 1 non-zeros.
     """
     _checks.tensor("X", X)
     if X.layout != torch.strided:
         raise TypeError(f"X must be a dense (strided) torch.Tensor, got layout {X.layout}")
     _checks.tensor("X", X, ndim=2)
     _checks.one_of("layout", layout, ("coo", "csr"))
+    _checks.one_of("index_dtype", index_dtype, (torch.int64, torch.int32))
     if layout == "coo":
+        if index_dtype != torch.int64:
+            raise ValueError(f"index_dtype must be torch.int64 for layout 'coo' (PyTorch's COO "
+                             f"indices are int64), got {index_dtype}")  # fmt: skip
         return X.to_sparse_coo().coalesce()
     with warnings.catch_warnings():  # "CSR support is in beta": fine for what we use
         warnings.simplefilter("ignore", UserWarning)
-        return X.to_sparse_csr()
+        csr = X.to_sparse_csr()
+        if index_dtype == torch.int32:
+            csr = torch.sparse_csr_tensor(csr.crow_indices().to(torch.int32),
+                                          csr.col_indices().to(torch.int32), csr.values(),
+                                          size=csr.shape)  # fmt: skip
+        return csr
+
+
+def memory_crossover(layout: str = "csr", value_bytes: int = 4, index_bytes: int = 8,
+                     rows: int | None = None, cols: int | None = None) -> float:  # fmt: skip
+    """The density below which ``layout`` needs fewer bytes than dense storage (chapter 3.3).
+
+    Dense: ``rows · cols · s_v``. COO: ``nnz · (s_v + 2 s_i)``, so ``d* = s_v / (s_v + 2 s_i)``.
+    CSR: ``nnz · (s_v + s_i) + (rows + 1) · s_i``, so
+    ``d* = (rows · cols · s_v − (rows + 1) s_i) / ((s_v + s_i) · rows · cols)``, which tends to
+    ``s_v / (s_v + s_i)`` for large matrices (``rows``/``cols`` ``None``): 1/3 for float32 values
+    and int64 indices, 1/2 with int32 indices, 1/5 for COO.
+    """
+    _checks.one_of("layout", layout, ("coo", "csr"))
+    value_bytes = _checks.positive_int("value_bytes", value_bytes)
+    index_bytes = _checks.positive_int("index_bytes", index_bytes)
+    rows = _checks.positive_int("rows", rows, allow_none=True)
+    cols = _checks.positive_int("cols", cols, allow_none=True)
+    if (rows is None) != (cols is None):
+        raise ValueError(f"rows and cols must be given together or not at all, got rows={rows}, "
+                         f"cols={cols}")  # fmt: skip
+    if layout == "coo":
+        return value_bytes / (value_bytes + 2 * index_bytes)
+    if rows is None:
+        return value_bytes / (value_bytes + index_bytes)
+    cells = rows * cols
+    return (cells * value_bytes - (rows + 1) * index_bytes) / ((value_bytes + index_bytes) * cells)
 
 
 def memory_bytes(X: torch.Tensor) -> int:

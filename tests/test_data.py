@@ -1,6 +1,7 @@
 """course_lib.data: the offline datasets, splits, loaders and subsampling (chapters 1, 3.3).
 
-Bad arguments are tested once, in ``tests/test_validation.py``.
+Bad arguments are tested once, in ``tests/test_validation.py`` (those of the functions added
+for chapter 3.3's second pass, at the end of this file).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 import torch
 from sklearn.datasets import load_sample_image
 
@@ -81,6 +83,18 @@ def test_num_workers_and_pin_memory_reach_the_dataloader_and_keep_the_batches():
     assert data.batch_loader(split).num_workers == 0 and not data.batch_loader(split).pin_memory
 
 
+def test_persistent_workers_and_prefetch_factor_reach_the_dataloader():
+    split = data.Split(torch.arange(12.0)[:, None], torch.arange(12))
+    in_process = data.batch_loader(split, 5, seed=1)
+    loader = data.batch_loader(split, 5, seed=1, num_workers=1, persistent_workers=True,
+                               prefetch_factor=3)  # fmt: skip
+    assert loader.persistent_workers is True and loader.prefetch_factor == 3
+    for _ in range(2):  # the same worker serves both epochs, with the in-process batches
+        plain = [y for _, y in in_process]
+        assert all(torch.equal(a, b) for a, b in zip(plain, [y for _, y in loader], strict=True))
+    del loader
+
+
 # --- subsampling (chapter 3.3) ---------------------------------------------------------------
 
 
@@ -102,6 +116,83 @@ def test_random_subsample_size_and_split():
     rows = (part.X[:, 0] / 2).long()
     assert torch.equal(part.y, y[rows])
     assert len(subsample_indices(y, 1.0, stratify=False)) == 100
+
+
+def test_class_subsample_makes_the_requested_imbalance():
+    y = torch.tensor([0] * 40 + [1] * 40 + [2] * 20)
+    idx = data.class_subsample_indices(y, {1: 0.25, 2: 0.1}, seed=0)
+    assert torch.bincount(y[idx], minlength=3).tolist() == [40, 10, 2]
+    assert torch.equal(idx, idx.sort().values)
+    assert torch.equal(idx, data.class_subsample_indices(y, {1: 0.25, 2: 0.1}, seed=0))
+    assert not torch.equal(idx, data.class_subsample_indices(y, {1: 0.25, 2: 0.1}, seed=1))
+
+
+def test_class_weights_balance_the_expected_class_frequencies():
+    y = torch.tensor([0] * 90 + [1] * 10)
+    w = data.class_weights(y)
+    assert w.dtype == torch.float64
+    share = torch.zeros(2, dtype=torch.float64).index_add_(0, y, w) / w.sum()
+    torch.testing.assert_close(share, torch.tensor([0.5, 0.5], dtype=torch.float64))
+
+
+def test_balanced_loader_draws_classes_equally_and_reproducibly():
+    X = torch.arange(100.0)[:, None]
+    y = torch.tensor([0] * 90 + [1] * 10)
+    loader = data.balanced_loader(data.Split(X, y), batch_size=50, steps=40, seed=0)
+    batches = [b for _, b in loader]
+    assert len(batches) == 40 and all(len(b) == 50 for b in batches)
+    drawn = torch.cat(batches)
+    share_minority = (drawn == 1).double().mean().item()
+    assert abs(share_minority - 0.5) < 0.05  # 2,000 draws: sd of the share ≈ 0.011
+    again = torch.cat([b for _, b in data.balanced_loader(data.Split(X, y), 50, 40, seed=0)])
+    assert torch.equal(drawn, again)
+    xs, ys = next(iter(loader))
+    assert torch.equal(y[xs[:, 0].long()], ys)  # inputs and labels stay paired
+
+
+@pytest.mark.parametrize("n, batch, steps, expected", [
+    (21, 32, 300, (300, 300)), (1078, 32, 300, (9, 306)), (270, 32, 300, (33, 297)),
+    (64, 64, 1, (1, 1)), (1000, 10, 5, (1, 100)),
+])  # fmt: skip
+def test_epochs_for_steps_is_closest_to_the_budget(n, batch, steps, expected):
+    assert data.epochs_for_steps(n, batch, steps) == expected
+
+
+# --- an image folder on disk (chapter 3.3) -----------------------------------------------------
+
+
+def test_png_folder_round_trip_matches_torchvision_image_folder(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 3, 5, 7), dtype=torch.uint8, generator=g)
+    labels = torch.tensor([2, 0, 1] * 4)
+    paths = data.write_png_folder(images, labels, tmp_path)
+    assert len(paths) == 12 and all(
+        p.parent.name == str(int(c)) for p, c in zip(paths, labels))
+    folder = data.PNGFolder(tmp_path)
+    reference = ImageFolder(str(tmp_path))
+    assert folder.class_to_idx == reference.class_to_idx
+    assert folder.samples == reference.samples
+    for path, label in folder.samples:  # lossless: the bytes written are the pixels read
+        index = int(path.rsplit("/", 1)[-1].split(".")[0])
+        image, read_label = folder[folder.samples.index((path, label))]
+        assert read_label == labels[index].item()
+        assert torch.equal((image * 255).round().to(torch.uint8), images[index])
+    gray = data.write_png_folder(torch.rand(3, 1, 4, 4), torch.tensor([0, 0, 1]), tmp_path / "g")
+    assert data.PNGFolder(tmp_path / "g", transform=lambda t: t * 0)[0][0].shape == (1, 4, 4)
+    assert len(gray) == 3
+
+
+def test_png_folder_works_with_worker_processes(tmp_path):
+    from torch.utils.data import DataLoader
+
+    images = torch.rand(8, 1, 6, 6)
+    data.write_png_folder(images, torch.arange(8) % 2, tmp_path)
+    folder = data.PNGFolder(tmp_path)
+    in_process = torch.cat([x for x, _ in DataLoader(folder, batch_size=3)])
+    workers = torch.cat([x for x, _ in DataLoader(folder, batch_size=3, num_workers=2)])
+    assert torch.equal(in_process, workers) and in_process.shape == (8, 1, 6, 6)
 
 
 # --- photos and MNIST-1D (chapter 3.3) -------------------------------------------------------
@@ -129,3 +220,39 @@ def test_mnist1d_uses_the_generator_and_restores_global_rng():
     assert train.X.dtype == torch.float32 and train.y.dtype == torch.int64
     np.testing.assert_allclose(train.X.numpy(), ref["x"], rtol=1e-6, atol=1e-6)
     assert torch.equal(test.y, torch.tensor(ref["y_test"]))
+
+
+# --- bad arguments of the functions added for chapter 3.3 --------------------------------------
+
+
+def _split(n=10):
+    return data.Split(torch.randn(n, 2), torch.arange(n) % 2)
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda: data.batch_loader(_split(), persistent_workers=True), ValueError),
+    (lambda: data.batch_loader(_split(), prefetch_factor=2), ValueError),
+    (lambda: data.batch_loader(_split(), num_workers=1, prefetch_factor=0), ValueError),
+    (lambda: data.batch_loader(_split(), num_workers=1, persistent_workers=1), TypeError),
+    (lambda: data.class_subsample_indices(torch.arange(4) % 2, {5: 0.5}), ValueError),
+    (lambda: data.class_subsample_indices(torch.arange(4) % 2, {1: 0.0}), ValueError),
+    (lambda: data.class_subsample_indices(torch.arange(4) % 2, [0.5]), TypeError),
+    (lambda: data.class_weights(torch.rand(4)), TypeError),
+    (lambda: data.balanced_loader(_split(), steps=0), ValueError),
+    (lambda: data.epochs_for_steps(0, 8, 8), ValueError),
+    (lambda: data.write_png_folder(torch.rand(2, 2, 4, 4), torch.arange(2), "unused"),
+     ValueError),
+    (lambda: data.write_png_folder(torch.rand(2, 1, 4, 4), torch.arange(3), "unused"),
+     ValueError),
+    (lambda: data.PNGFolder(123), TypeError),
+])  # fmt: skip
+def test_bad_arguments_of_the_new_functions_fail_in_the_house_form(call, error):
+    with pytest.raises(error, match="must be"):
+        call()
+
+
+def test_png_folder_refuses_a_missing_or_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="root must be"):
+        data.PNGFolder(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="root must"):
+        data.PNGFolder(tmp_path)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.sparse import density, matmul_seconds, memory_bytes, random_sparse_matrix, to_sparse
+from course_lib.sparse import (
+    density,
+    matmul_seconds,
+    memory_bytes,
+    memory_crossover,
+    random_sparse_matrix,
+    to_sparse,
+)
 
 
 def test_random_sparse_matrix_has_exact_density():
@@ -35,3 +42,48 @@ def test_sparse_matmul_equals_dense_and_timer_runs(layout):
     torch.testing.assert_close(S @ B, A @ B)
     seconds = matmul_seconds(S, B, repeats=3)
     assert isinstance(seconds, float) and seconds > 0
+
+
+def test_int32_csr_halves_the_index_bytes_and_multiplies_the_same():
+    rows, cols, nnz = 40, 50, 300
+    A = random_sparse_matrix(rows, cols, nnz / (rows * cols), seed=3)
+    csr32 = to_sparse(A, "csr", index_dtype=torch.int32)
+    assert csr32.crow_indices().dtype == torch.int32 and csr32.col_indices().dtype == torch.int32
+    assert memory_bytes(csr32) == nnz * 4 + nnz * 4 + (rows + 1) * 4
+    B = torch.randn(cols, 6)
+    torch.testing.assert_close(csr32 @ B, A @ B)
+    assert torch.equal(csr32.to_dense(), A)
+
+
+@pytest.mark.parametrize("layout, index_dtype, index_bytes", [
+    ("csr", torch.int64, 8), ("csr", torch.int32, 4), ("coo", torch.int64, 8),
+])  # fmt: skip
+def test_memory_crossover_is_where_memory_bytes_cross(layout, index_dtype, index_bytes):
+    """Below the formula's density the sparse layout is smaller, one non-zero above it larger."""
+    rows = cols = 60
+    crossover = memory_crossover(layout, 4, index_bytes, rows, cols)
+    dense = rows * cols * 4
+    below = int(crossover * rows * cols)  # the largest nnz at or below the crossover
+    for nnz, smaller in ((below, True), (below + 1, False)):
+        A = random_sparse_matrix(rows, cols, nnz / (rows * cols), seed=0)
+        assert int(torch.count_nonzero(A)) == nnz
+        S = to_sparse(A, layout, index_dtype=index_dtype)
+        assert (memory_bytes(S) <= dense) is smaller, (nnz, memory_bytes(S), dense)
+
+
+def test_memory_crossover_limits():
+    assert memory_crossover("csr") == pytest.approx(1 / 3)
+    assert memory_crossover("csr", index_bytes=4) == pytest.approx(1 / 2)
+    assert memory_crossover("coo") == pytest.approx(1 / 5)
+    assert memory_crossover("csr", 4, 8, 1000, 1000) < 1 / 3
+
+
+@pytest.mark.parametrize("call", [
+    lambda: to_sparse(torch.eye(3), "coo", index_dtype=torch.int32),
+    lambda: to_sparse(torch.eye(3), "csr", index_dtype=torch.int16),
+    lambda: memory_crossover("csr", rows=10),
+    lambda: memory_crossover("bsr"),
+])  # fmt: skip
+def test_bad_arguments_fail_in_the_house_form(call):
+    with pytest.raises(ValueError, match="must be"):
+        call()
