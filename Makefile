@@ -1,13 +1,22 @@
 # Two commands do everything on a fresh machine with Python 3.10+ and pip:
-#   make book   set up .venv, execute every notebook, build the HTML book into _build/html
-#   make test   set up .venv, unit tests, nbval over every notebook, book build, book checks
+#   make book   set up .venv, execute every notebook (two at a time), build the HTML book
+#   make test   set up .venv and Chromium, lint, unit tests, the book, nbval re-executing the
+#               book's executed notebooks and comparing every output, checks of the built book
+#               and of its pages in a real browser
+# Each target depends on what it needs, so `make -j` cannot check a book that is not built yet.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements-installed
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+# Notebooks executed at a time, by the book build and by nbval (each notebook uses one thread).
+JOBS   ?= 2
+NBVAL_DIR := _build/nbval
+# tools/nbval_jupyter.py: nbval executes cells as Jupyter does (a trailing ";" hides the value).
+NBVAL_OPTIONS := -p tools.nbval_jupyter --nbval --nbval-current-env --nbval-cell-timeout=300 \
+	--nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: book test setup lint unit nbval repro book-check browser bench strip clean
+.PHONY: book test setup lint unit nbval book-check browser chromium bench strip clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,32 +29,42 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 
 setup: $(STAMP)
 
+# Executes the notebooks that have no cached outputs, JOBS at a time, into _build/.jupyter_cache,
+# then renders every page from it (book/_ext/notebook_cache.py). A change to course_lib/,
+# requirements.txt or pyproject.toml empties the cache first: outputs are never stale.
 book: setup
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	COURSE_JOBS=$(JOBS) $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 lint: setup
 	$(PY) -m ruff check .
 
 unit: setup
-	$(PY) -m pytest -m "not book and not repro and not browser" tests
+	$(PY) -m pytest -m "not book and not browser" tests
 
-nbval: setup
-	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(NOTEBOOKS)
+# The book's executed notebooks (from the cache) executed again by nbval, JOBS at a time, in
+# strict mode: every output of every cell must equal the one in the book, after the masks of
+# tests/nbval_sanitize.cfg (wall-clock times printed after ⏱, memory addresses, ...).
+nbval: book
+	$(PY) tools/notebook_cache.py export $(NBVAL_DIR)
+	$(PY) -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile $(NBVAL_OPTIONS) \
+		$(NBVAL_DIR)/notebooks
 
-# Every notebook executed twice (in parallel) must report identical numbers; cells tagged
-# `timing` (wall-clock measurements) are exempt. Writes _build/notebook_times.md.
-repro: setup
-	$(PY) -m pytest -m repro tests
-
-book-check: setup
+book-check: book
 	$(PY) -m pytest -m book tests
 
-# The built site in Debian's headless Chromium (Playwright drives it; no browser download):
-# every TOC page, console errors, images, internal links, MathJax; screenshots in _build/screenshots.
-browser: setup
-	$(PY) -m pytest -p no:cacheprovider -s -m browser tests
+# Finds Chromium (COURSE_CHROMIUM, the system's, Playwright's); installs Debian's chromium and
+# fonts-noto-cjk where apt-get can run as root; otherwise fails with the command to run.
+chromium: setup
+	$(PY) tools/chromium.py --ensure >/dev/null
 
-test: lint unit nbval repro book book-check browser
+# The built site in headless Chromium (Playwright drives it; no browser download): every TOC
+# page, console errors, images, internal links, MathJax, Chinese glyphs; screenshots in
+# _build/screenshots.
+browser: book chromium
+	COURSE_CHROMIUM="$$($(PY) tools/chromium.py)" $(PY) -m pytest -p no:cacheprovider -s \
+		-m browser tests
+
+test: lint unit book nbval book-check browser
 
 # Benchmark ratios (course_lib vs PyTorch, pruned vs dense, int8 vs float) and notebook times:
 # _build/bench/results.md and _build/bench/notebook_times.md. Exit status 1 only on a crash.

@@ -6,12 +6,12 @@ such as ``_generated/``, start from nothing, as in a fresh clone). The budget: a
 ``NOTEBOOK_BUDGET_S`` seconds per notebook and ``TOTAL_BUDGET_S`` for all of them.
 
     .venv/bin/python benchmarks/notebook_times.py [--out _build/bench/notebook_times.md]
+    .venv/bin/python benchmarks/notebook_times.py --from-cache   # times of the last book build
 
 Writes a markdown table notebook | seconds | budget met? and prints it. Exits 0 even when a
 budget is missed (timing is a measurement, not a test); nonzero only if a notebook fails.
-
-The helpers :func:`copy_notebooks` and :func:`execute_notebook` are also used by
-``tests/test_reproducibility.py``.
+``--from-cache`` executes nothing: it reports how long each notebook took in the last
+``make book`` (two at a time, so each shared the machine), from the book's jupyter-cache.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def toc_notebooks() -> list[Path]:
 def copy_notebooks(destination: Path) -> Path:
     """Copy ``notebooks/`` to ``destination/notebooks`` without the files chapters generate
     (``_generated/``, checkpoints, jupytext scripts); return the copy's path. Downloaded data
-    (``notebooks/data/``, if any) is copied so that no run needs the network."""
+    (a ``data/`` folder there, if any) is copied so that no run needs the network."""
     target = Path(destination) / "notebooks"
     ignore = shutil.ignore_patterns("_generated", ".ipynb_checkpoints", "*.py", "__pycache__")
     shutil.copytree(NOTEBOOK_DIR, target, ignore=ignore)
@@ -148,11 +148,25 @@ def measure(progress=print) -> list[NotebookRun]:
     return runs
 
 
+def from_cache() -> list[NotebookRun]:
+    """The execution times the last book build stored in its jupyter-cache."""
+    sys.path.insert(0, str(ROOT))
+    from tools.notebook_cache import cached_seconds
+
+    seconds = cached_seconds(toc_notebooks())
+    return [
+        NotebookRun(name, s or 0.0, "", None if s is not None else "not in the book's cache")
+        for name, s in seconds.items()
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "bench" / "notebook_times.md")
+    parser.add_argument("--from-cache", action="store_true",
+                        help="report the last book build's times; execute nothing")  # fmt: skip
     args = parser.parse_args()
-    runs = measure()
+    runs = from_cache() if args.from_cache else measure()
     table = budget_table(runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + "\n", encoding="utf-8")

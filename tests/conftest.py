@@ -15,9 +15,6 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: the built book in headless Chromium (`make browser`)"
     )
-    config.addinivalue_line(
-        "markers", "repro: notebooks executed twice must report identical numbers (`make repro`)"
-    )
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,15 @@ pages are opened in a real browser by tests/test_browser.py (marked ``browser``)
 
 from __future__ import annotations
 
+import platform
 import re
+from importlib import metadata
 
+import nbformat
 import pytest
 from notebook_rules import ROOT, config, toc_files
+
+from tools import notebook_cache
 
 pytestmark = pytest.mark.book
 HTML = ROOT / "_build" / "html"
@@ -61,3 +66,50 @@ def test_colab_button_opens_the_notebook_on_main():
 def test_bibliography_renders_citations():
     html = page("book/bibliography")
     assert "Distilling the Knowledge" in html or "Adam" in html
+
+
+def test_execution_report_states_date_and_versions():
+    html = page("book/execution-report")
+    assert re.search(r"built on \d{4}-\d\d-\d\d \d\d:\d\d UTC", html), "no build date"
+    for label, version in [
+        ("Python", platform.python_version()),
+        ("PyTorch", metadata.version("torch")),
+        ("torchvision", metadata.version("torchvision")),
+    ]:
+        assert re.search(rf"{label} <code[^>]*>(<span[^>]*>)?{re.escape(version)}<", html), (
+            f"the execution report does not state {label} {version}"
+        )
+
+
+def executed_notebooks() -> dict[str, nbformat.NotebookNode]:
+    """The book's executed notebooks, from its jupyter-cache (what nbval compares with)."""
+    from jupyter_cache import get_cache
+
+    cache = get_cache(str(notebook_cache.CACHE_DIR))
+    executed = {}
+    for entry in (f for f in toc_files() if f.startswith("notebooks/")):
+        nb = nbformat.read(ROOT / f"{entry}.ipynb", as_version=4)
+        try:
+            executed[entry] = cache.merge_match_into_notebook(nb)[1]
+        except KeyError:
+            pytest.fail(f"{entry}: no executed copy in {notebook_cache.CACHE_DIR} (`make book`)")
+    return executed
+
+
+def test_book_outputs_are_from_the_current_library():
+    assert notebook_cache.stored_digest() == notebook_cache.inputs_digest(), (
+        "course_lib/, requirements.txt or pyproject.toml changed after the book was built"
+    )
+
+
+def test_cells_tagged_raises_exception_raised():
+    """A cell tagged ``raises-exception`` shows an error because it still raises one (nbval's
+    strict comparison checks the same in a second execution)."""
+    quiet = []
+    for entry, nb in executed_notebooks().items():
+        for index, cell in enumerate(nb.cells):
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "raises-exception" in tags:
+                if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                    quiet.append(f"{entry}: cell {index}")
+    assert not quiet, "cells tagged raises-exception that raised nothing: " + ", ".join(quiet)

@@ -3,12 +3,15 @@
 The site in ``_build/html`` is served on 127.0.0.1 and every page of the TOC is opened. A page
 passes when it loads with no console error, no failed or external request, no broken image and
 no broken internal link (target file and ``#anchor``); when its math was typeset by the MathJax
-served from the site (no raw ``$$``, no MathJax error node); and, for a chapter, when its code
-cells and outputs are visible and its exercise solutions are hidden. A full-page screenshot of
-every page is saved under ``_build/screenshots/``. Run it after ``make book`` (``make browser``).
+served from the site (no raw ``$$``, no MathJax error node); when its Chinese text is drawn with
+real glyphs, not the empty boxes of a missing font; and, for a chapter, when its code cells and
+outputs are visible and its exercise solutions are hidden. A full-page screenshot of every page
+is saved under ``_build/screenshots/``. Run it after ``make book`` (``make browser``).
 
-Chromium comes from the system (Debian: ``apt-get install chromium``), never from a download.
-Without it the test fails with that instruction; ``COURSE_SKIP_BROWSER=1`` skips it instead.
+The browser is found by ``tools/chromium.py`` (``COURSE_CHROMIUM``, the system's Chromium or
+Chrome, Playwright's own); ``make browser`` installs Debian's ``chromium`` and
+``fonts-noto-cjk`` first where it can. Without a browser the test fails with the command to
+run; ``COURSE_SKIP_BROWSER=1`` skips it instead.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -25,6 +27,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 from notebook_rules import ROOT, toc_files
+
+from tools.chromium import find_chromium, install_command
 
 pytestmark = pytest.mark.browser
 HTML = ROOT / "_build" / "html"
@@ -39,15 +43,6 @@ CHROMIUM_FLAGS = [  # as on this machine's probe: no background traffic on a clo
     "--disable-sync",
 ]
 PAGES = toc_files()
-
-
-def chromium_path() -> str | None:
-    chosen = os.environ.get("COURSE_CHROMIUM")
-    if chosen:
-        if not os.access(chosen, os.X_OK):
-            pytest.fail(f"COURSE_CHROMIUM={chosen!r} is not an executable file")
-        return chosen
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -71,10 +66,13 @@ def site():
 def browser():
     if os.environ.get("COURSE_SKIP_BROWSER") == "1":
         pytest.skip("COURSE_SKIP_BROWSER=1: the real-browser test is skipped")
-    executable = chromium_path()
+    try:
+        executable = find_chromium()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
     if executable is None:
         pytest.fail(
-            "Chromium is not installed: `apt-get install -y chromium` (Debian/Ubuntu), "
+            f"no Chromium: `{install_command()}` (`make browser` does it where it can), "
             "or set COURSE_CHROMIUM=/path/to/chrome, or COURSE_SKIP_BROWSER=1 to skip"
         )
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -143,6 +141,53 @@ IMAGES = """async () => {
 }"""
 
 
+# Chinese text drawn with a CJK font: two different characters of the page's prose, drawn on a
+# canvas in the font the page gives them, must give two different glyph images, each with ink
+# and each unlike a private-use character (no font has one: it is drawn as the missing-glyph
+# box). With no CJK font every character is that same box. Widths do not tell: a box and a
+# CJK glyph are both 1 em wide.
+CJK_GLYPHS = """() => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+    acceptNode: n => n.parentElement.closest('pre, code, script, style, mjx-container')
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT });
+  let element = null, chars = [];
+  while (walker.nextNode() && chars.length < 2) {
+    for (const ch of walker.currentNode.nodeValue.match(/[\u4e00-\u9fff]/g) || []) {
+      if (chars.includes(ch)) continue;
+      chars.push(ch);
+      element = element || walker.currentNode.parentElement;
+      if (chars.length === 2) break;
+    }
+  }
+  if (chars.length < 2) return null;
+  const style = getComputedStyle(element);
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 64;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const glyph = ch => {
+    ctx.clearRect(0, 0, 64, 64);
+    ctx.font = `${style.fontStyle} ${style.fontWeight} 40px ${style.fontFamily}`;
+    ctx.textBaseline = 'top';
+    ctx.fillText(ch, 8, 8);
+    const alpha = ctx.getImageData(0, 0, 64, 64).data.filter((_, i) => i % 4 === 3);
+    return {ink: alpha.reduce((a, b) => a + (b > 0), 0), key: alpha.join(',')};
+  };
+  const [a, b, box] = [glyph(chars[0]), glyph(chars[1]), glyph('\ue000')];
+  return {chars: chars.join(''), font: style.fontFamily, inked: a.ink > 0 && b.ink > 0,
+          distinct: a.key !== b.key, notBoxes: a.key !== box.key && b.key !== box.key};
+}"""
+
+
+def cjk_problem(state: dict | None) -> str | None:
+    """Why the page's Chinese text is not drawn with real glyphs, or None when it is."""
+    if state is None or (state["inked"] and state["distinct"] and state["notBoxes"]):
+        return None
+    return (
+        f"Chinese text {state['chars']!r} is drawn as missing-glyph boxes in font "
+        f"{state['font']!r} ({state}): install a CJK font: `{install_command(['fonts-noto-cjk'])}`"
+    )
+
+
 @pytest.mark.parametrize("entry", PAGES)
 def test_page_renders_in_a_real_browser(entry, site, browser):
     page_url = urljoin(site, f"{entry}.html")
@@ -186,6 +231,10 @@ def test_page_renders_in_a_real_browser(entry, site, browser):
         if math["rawDisplay"] or math["rawInline"] or math["rawDollar"]:
             problems.append(f"raw TeX delimiters in the text: {math}")
 
+        cjk = cjk_problem(page.evaluate(CJK_GLYPHS))
+        if cjk:
+            problems.append(cjk)
+
         if entry.startswith("notebooks/"):
             inputs = page.locator("div.cell:not(.tag_hide-cell) div.cell_input")
             outputs = page.locator("div.cell:not(.tag_hide-cell) div.cell_output")
@@ -205,6 +254,19 @@ def test_page_renders_in_a_real_browser(entry, site, browser):
     finally:
         page.close()
     assert not problems, f"{entry}:\n  " + "\n  ".join(problems)
+
+
+def test_chinese_text_is_drawn_with_a_cjk_font(site, browser):
+    """The glossary's Chinese names are real glyphs (the page test checks every page that has
+    Chinese text; this one makes sure the check saw some)."""
+    page = browser.new_page()
+    try:
+        page.goto(urljoin(site, "book/glossary.html"), wait_until="load")
+        state = page.evaluate(CJK_GLYPHS)
+    finally:
+        page.close()
+    assert state is not None, "book/glossary: no Chinese text found to check"
+    assert cjk_problem(state) is None, cjk_problem(state)
 
 
 def test_exercise_solution_opens_on_click(site, browser):

@@ -1,4 +1,4 @@
-"""Notebook conventions (DESIGN.md, 'Notebooks'): enforced on every notebook in notebooks/."""
+"""Notebook conventions (CONTRIBUTING.md, "Notebooks"): enforced on every notebook in notebooks/."""
 
 from __future__ import annotations
 
