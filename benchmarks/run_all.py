@@ -1,9 +1,9 @@
 """Run every benchmark and write one markdown table of ratios (``make bench``).
 
-Imports ``optim_bench``, ``prune_bench``, ``compress_bench``, ``data_bench`` and
-``experiment_bench``, runs each with its default arguments (its usual report goes to
-``_build/bench/<name>.txt``), collects the rows each returns and writes them, with the
-machine's description, to ``_build/bench/results.md``;
+Imports ``optim_bench``, ``prune_bench``, ``compress_bench``, ``data_bench``, ``lm_bench``,
+``experiment_bench`` and ``parallel_bench``, runs each with its default arguments (its usual
+report goes to ``_build/bench/<name>.txt``), collects the rows each returns and writes them,
+with the machine's description, to ``_build/bench/results.md``;
 then times every notebook once (``notebook_times.py``, table in
 ``_build/bench/notebook_times.md``) unless ``--skip-notebooks``.
 
@@ -32,8 +32,10 @@ from benchmarks import (
     compress_bench,
     data_bench,
     experiment_bench,
+    lm_bench,
     notebook_times,
     optim_bench,
+    parallel_bench,
     prune_bench,
 )
 
@@ -44,6 +46,8 @@ BENCHMARKS = {
     "compress_bench": compress_bench,
     "data_bench": data_bench,
     "experiment_bench": experiment_bench,
+    "lm_bench": lm_bench,
+    "parallel_bench": parallel_bench,
 }
 
 

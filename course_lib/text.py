@@ -222,6 +222,16 @@ def bpe_corpus(vocab_size: int, text: str | None = None, validation: float = 0.1
     return Corpus(tokenizer, *(tokenizer.encode(part) for part in splits))
 
 
+def encode_corpus(tokenizer: CharTokenizer | BPETokenizer, text: str, validation: float = 0.1,
+                  test: float = 0.1, unknown: str = "raise") -> Corpus:  # fmt: skip
+    """A new text in an existing tokenizer's ids (fine-tuning a trained model on it), split as
+    :func:`split_text` does; ``unknown="drop"`` skips characters the tokenizer lacks."""
+    _checks.instance("tokenizer", tokenizer, (CharTokenizer, BPETokenizer),
+                     "a CharTokenizer or BPETokenizer")  # fmt: skip
+    splits = split_text(text, validation, test)
+    return Corpus(tokenizer, *(tokenizer.encode(part, unknown) for part in splits))
+
+
 def _check_ids(name: str, ids, context: int) -> torch.Tensor:
     _checks.tensor(name, ids, ndim=1)
     if ids.is_floating_point() or ids.dtype == torch.bool:

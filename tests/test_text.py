@@ -195,3 +195,12 @@ def test_train_language_model_learns_and_records_the_schedule():
         text.train_language_model(model, corpus, 10, evals=4)
     with pytest.raises(ValueError, match="schedule must be one of"):
         text.train_language_model(model, corpus, 8, evals=4, schedule="linear")
+
+
+def test_encode_corpus_uses_the_given_tokenizer():
+    tok = text.CharTokenizer("abc def")
+    corpus = text.encode_corpus(tok, "abc xdef " * 20, unknown="drop")
+    assert corpus.tokenizer is tok
+    assert "x" not in tok.decode(torch.cat([corpus.train, corpus.validation, corpus.test]))
+    with pytest.raises(ValueError, match="text must use only"):
+        text.encode_corpus(tok, "abc xdef " * 20)
