@@ -16,7 +16,7 @@ NBVAL_DIR := _build/nbval
 NBVAL_OPTIONS := -p tools.nbval_jupyter --nbval --nbval-current-env --nbval-cell-timeout=300 \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: book test setup lint unit nbval book-check browser chromium bench strip clean
+.PHONY: book test setup lint unit nbval book-check browser chromium bench strip clean gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,12 @@ test: lint unit book nbval book-check browser
 # _build/bench/results.md and _build/bench/notebook_times.md. Exit status 1 only on a crash.
 bench: setup
 	$(PY) -m benchmarks.run_all
+
+# Chapter 3.4.2's GPU-only checks (fp16 + GradScaler, nccl DDP, pinned-memory overlap,
+# torch.compile, 2:4 sparsity, the notebook's CUDA cells): one line per check, exit 1 if one
+# fails; on a machine without a CUDA GPU it says so and exits 0.
+gpu-check: setup
+	$(PY) tools/gpu_check.py
 
 # Strip outputs and execution counts from every notebook (they are committed clean).
 strip: setup

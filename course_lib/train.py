@@ -126,8 +126,11 @@ def _grad_norm(optimizer: torch.optim.Optimizer, max_norm: float | None) -> torc
     if not params:
         return torch.zeros(())
     if max_norm is not None:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    else:
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+    # FSDP2 (chapter 3.4) shards gradients as DTensors: their norm is a DTensor; gather it.
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 def _check_fit_options(scheduler, scheduler_interval, clip_grad_norm, amp_dtype, progress,
