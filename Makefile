@@ -39,7 +39,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 unit: setup
-	$(PY) -m pytest -m "not book and not browser" tests
+	$(PY) -m pytest -n $(JOBS) --dist loadfile -m "not book and not browser" tests
 
 # The book's executed notebooks (from the cache) executed again by nbval, JOBS at a time, in
 # strict mode: every output of every cell must equal the one in the book, after the masks of
