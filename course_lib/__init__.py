@@ -1,6 +1,6 @@
 """course_lib: the small, tested library behind *Optimizing Deep Learning Models*.
 
-One module per idea (see ``DESIGN.md``): ``optim``, ``prune``, ``distill``, ``data``,
+One module per idea (see ``CONTRIBUTING.md``): ``optim``, ``prune``, ``distill``, ``data``,
 ``augment``, ``train``, ``compress``, ``parallel``, ``models`` and ``plot``. The helpers every
 chapter needs first are re-exported here.
 """

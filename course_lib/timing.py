@@ -15,6 +15,7 @@ chapters assert timing claims on interleaved medians with generous margins.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import timeit
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -24,9 +25,19 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
 
 from course_lib import _checks
+
+# Importing torch.utils.benchmark imports torch.utils.cpp_extension, which logs a warning on
+# stderr when it finds a CUDA_HOME (an nvcc on PATH) but no CUDA device; stderr in a cell fails
+# the book build, so that one import runs with the logger quiet.
+_cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+_cpp_level = _cpp_logger.level
+_cpp_logger.setLevel(logging.ERROR)
+try:
+    from torch.utils.benchmark import Timer
+finally:
+    _cpp_logger.setLevel(_cpp_level)
 
 __all__ = ["Comparison", "Timing", "inference", "interleaved", "measure", "stamp", "stamp_ratio"]
 
