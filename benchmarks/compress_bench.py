@@ -1,104 +1,142 @@
-"""Dense float32 vs int8 dynamic quantization of a wide MLP on this CPU (chapter 3.4).
+"""float32 against int8 on this CPU: torch.ao's kernels and torchao's successors (chapter 3.4.1).
 
-Prints, in one run, the latency ratio dense / int8 at batch 1 and batch 64 and the measured
-size ratios. Timings on a shared machine are noisy, so the two models are timed in alternation
-(``course_lib.timing.interleaved``, the helper the chapters use) and each ratio is the median of
-the per-round ratios.
+Prints, in one run, latency ratios (float32 / int8: > 1 means int8 is faster) at batch 1 and
+batch 64, and size ratios, for:
+
+1. a wide MLP: ``torch.ao`` dynamic int8 (``compress.quantize_dynamic_int8``), and torchao's
+   ``Int8DynamicActivationInt8WeightConfig`` in eager mode and under ``torch.compile``;
+2. the chapter's CNN (``models.SmallCNN(hidden=256)``): ``torch.ao`` dynamic and static int8
+   (``compress.quantize_static_int8``), torchao eager and compiled, and the PT2E flow
+   (``prepare_pt2e`` / ``convert_pt2e`` with ``X86InductorQuantizer``) eager and compiled.
+
+Every pair of models is timed in alternation (``course_lib.timing.interleaved``, the helper the
+chapters use) and each ratio is the median of the per-round ratios.
 
     .venv/bin/python benchmarks/compress_bench.py [--hidden 1024 2048] [--threads 1 2]
+                                                  [--no-compile]
 
-Two widths by default, because they sit in two regimes. At width 1024 the float32 weights
+Two MLP widths by default, because they sit in two regimes. At width 1024 the float32 weights
 (8 MB) fit in a typical server CPU's last-level cache, so batch-1 latency is bound by call
 overhead and arithmetic and int8 gains little. At width 2048 (32 MB float32 vs 8 MB int8) a
 batch-1 forward pass is bound by memory bandwidth, and reading 4x fewer bytes is what int8 buys.
-
-If ``torchao`` is installed, its eager int8 dynamic-activation / int8-weight path is timed too
-(the successor of ``torch.ao.quantization``; the course uses ``torch.ao``, see chapter 3.4).
+Compiling (``compress.compile_int8``: Inductor with freezing, one compilation per shape) runs a
+C++ compiler: tens of seconds in all.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import warnings
+import time
 
 import torch
 
-from course_lib import compress, seed_everything, timing
-from course_lib.models import MLP
+from course_lib import compress, data, seed_everything, timing
+from course_lib.models import MLP, SmallCNN
 from course_lib.parallel import num_threads
 
 
-def ratio_over_rounds(reference, candidate, x, rounds: int, repeats: int) -> tuple[float, float]:
-    """Median over ``rounds × repeats`` interleaved rounds of latency(reference) /
-    latency(candidate); also the reference's median latency in seconds."""
-    with timing.inference(reference, candidate):
+def speedup(reference, candidate, x, rounds: int) -> tuple[float, float, float]:
+    """Median over ``rounds`` interleaved rounds of latency(reference) / latency(candidate),
+    and the two median latencies in seconds."""
+    models = [m for m in (reference, candidate) if isinstance(m, torch.nn.Module)
+              and not isinstance(m, torch.fx.GraphModule)]  # fmt: skip
+    with timing.inference(*models) if models else torch.inference_mode():
         comparison = timing.interleaved(
             {"reference": lambda: reference(x), "candidate": lambda: candidate(x)},
-            rounds=rounds * repeats, warmup=5,
+            rounds=rounds, warmup=5,
         )  # fmt: skip
-    return comparison.ratio("reference", "candidate"), comparison.medians["reference"]
+    medians = comparison.medians
+    return comparison.ratio("reference", "candidate"), medians["reference"], medians["candidate"]
 
 
-def torchao_int8(model: torch.nn.Module):
-    """torchao's int8 dynamic quantization of a copy of ``model``, or None if not installed."""
-    try:
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-    except ImportError:
-        return None
-    clone = copy.deepcopy(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_(clone, Int8DynamicActivationInt8WeightConfig())
-    return clone
+def row(compared: str, reference: str, ratio: float, target: float | None = None) -> dict:
+    """One row of ``benchmarks/run_all.py``'s table."""
+    return {"benchmark": "compress_bench", "compared": compared, "reference": reference,
+            "ratio": ratio, "target": target}  # fmt: skip
 
 
-def row(compared: str, width: int, ratio: float, target: float | None = None) -> dict:
-    """One row of ``benchmarks/run_all.py``'s table (int8 against the float32 model)."""
-    return {
-        "benchmark": "compress_bench",
-        "compared": compared,
-        "reference": f"float32 MLP {width}-{width}-{width}-10",
-        "ratio": ratio,
-        "target": target,
-    }
+def torchao_variants(model, examples, compile_: bool) -> dict:
+    """torchao's eager int8 model and, with ``compile_``, its compiled form (or {})."""
+    if compress.torchao_version() is None:
+        print("torchao is not installed: its int8 paths were not measured (pip install torchao)")
+        return {}
+    eager = compress.quantize_torchao_int8(model)
+    variants = {"torchao int8 (eager)": eager}
+    if compile_:
+        start = time.perf_counter()
+        variants["torchao int8 (compiled)"] = compress.compile_int8(eager, examples)
+        print(f"  compiled torchao for {len(examples)} shapes in "
+              f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    return variants
 
 
-def measure_width(width: int, args: argparse.Namespace) -> list[dict]:
-    """Size and latency ratios of one MLP of hidden width ``width``: printed, and returned as
-    rows for ``run_all.py``."""
+def measure_variants(dense, variants: dict, reference: str, batches, threads, rounds, targets,
+                     input_shape) -> list[dict]:  # fmt: skip
+    rows = []
+    for n in threads:
+        with num_threads(n):
+            for batch in batches:
+                x = torch.randn(batch, *input_shape)
+                if len(input_shape) == 3:
+                    x = x.clamp(0, 1)
+                for name, model in variants.items():
+                    ratio, ref_s, cand_s = speedup(dense, model, x, rounds)
+                    target = targets.get((name, batch))
+                    verdict = "" if target is None else (
+                        f" ({'meets' if ratio >= target else 'misses'} the {target}x target)")
+                    print(f"  {n} thread(s), batch {batch:3d}: float32 {ref_s * 1e3:8.3f} ms, "
+                          f"{name} {cand_s * 1e3:8.3f} ms: {ratio:.2f}x{verdict}")  # fmt: skip
+                    desc = f"batch {batch}, {n} thread{'s' * (n > 1)}"
+                    rows.append(row(f"speed-up, {name}, {desc}", reference, ratio, target))
+    return rows
+
+
+def measure_mlp(width: int, args: argparse.Namespace) -> list[dict]:
     seed_everything(0)
     dense = MLP(in_features=width, hidden=(width, width), num_classes=10).eval()
+    reference = f"float32 MLP {width}-{width}-{width}-10"
     int8 = compress.quantize_dynamic_int8(dense)
-    ao = torchao_int8(dense)
-    print(f"torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}, "
-          f"MLP {width} -> {width} -> {width} -> 10")  # fmt: skip
+    print(f"MLP {width} -> {width} -> {width} -> 10")
     size = compress.model_size_bytes(dense) / compress.model_size_bytes(int8)
     weights = compress.linear_weight_bytes(dense) / compress.linear_weight_bytes(int8)
-    print(f"size ratio dense / int8: checkpoint {size:.2f}x, Linear weights {weights:.2f}x")
-    rows = [row("size reduction, float32 / int8 (torch.ao dynamic) checkpoint bytes", width, size)]
-    for threads in args.threads:
-        print(f"-- {threads} thread(s)")
-        with num_threads(threads):
-            for batch, target in [(1, 1.5), (64, 2.0)]:
-                x = torch.randn(batch, width)
-                with torch.inference_mode():
-                    err = ((int8(x) - dense(x)).norm() / dense(x).norm()).item()
-                speed, dense_s = ratio_over_rounds(dense, int8, x, args.rounds, args.repeats)
-                verdict = "meets" if speed >= target else "misses"
-                print(f"batch {batch:3d}: dense {dense_s * 1e3:7.3f} ms, int8 (torch.ao) is "
-                      f"{speed:.2f}x faster ({verdict} the {target}x target), "
-                      f"relative output error {err:.1e}")  # fmt: skip
-                x_desc = f"batch {batch}, {threads} thread{'s' * (threads > 1)}"
-                rows.append(row(f"speed-up, int8 (torch.ao dynamic), {x_desc}", width, speed,
-                                target))  # fmt: skip
-                if ao is not None:
-                    ao_speed, _ = ratio_over_rounds(dense, ao, x, args.rounds, args.repeats)
-                    print(f"           torchao int8 (eager): {ao_speed:.2f}x the dense speed")
-                    rows.append(row(f"speed-up, torchao int8 (eager), {x_desc}", width, ao_speed))
-    if ao is None:
-        print("torchao is not installed: its int8 path was not measured (pip install torchao)")
-    return rows
+    print(f"  size ratio float32 / int8: checkpoint {size:.2f}x, Linear weights {weights:.2f}x")
+    rows = [row("size reduction, int8 (torch.ao dynamic) checkpoint bytes", reference, size)]
+    examples = [torch.randn(b, width) for b in args.batches]
+    variants = {"int8 (torch.ao dynamic)": int8,
+                **torchao_variants(dense, examples, args.compile)}  # fmt: skip
+    targets = {("int8 (torch.ao dynamic)", 1): 1.5, ("int8 (torch.ao dynamic)", 64): 2.0}
+    return rows + measure_variants(dense, variants, reference, args.batches, args.threads,
+                                   args.rounds, targets, (width,))  # fmt: skip
+
+
+def measure_cnn(args: argparse.Namespace) -> list[dict]:
+    """The chapter's CNN: static int8 quantizes its convolutions, dynamic only its Linears."""
+    seed_everything(0)
+    dense = SmallCNN(hidden=256).eval()
+    reference = "float32 SmallCNN(hidden=256), 8×8 digits"
+    splits = data.load_digits_split(seed=0, as_images=True)
+    calib = list(data.batch_loader(splits.train, 8, shuffle=True, seed=0))[:16]
+    print("SmallCNN(hidden=256) on 1×8×8 images")
+    static = compress.quantize_static_int8(dense, calib)
+    dynamic = compress.quantize_dynamic_int8(dense, per_channel=True)
+    rows = []
+    for name, model in [("static int8 (torch.ao)", static), ("dynamic int8 (torch.ao)", dynamic)]:
+        size = compress.model_size_bytes(dense) / compress.model_size_bytes(model)
+        print(f"  size ratio float32 / {name}: checkpoint {size:.2f}x")
+        rows.append(row(f"size reduction, {name} checkpoint bytes", reference, size))
+    examples = [splits.test.X[:b] for b in args.batches]
+    variants = {"static int8 (torch.ao)": static, "dynamic int8 (torch.ao)": dynamic,
+                **torchao_variants(dense, examples, args.compile)}  # fmt: skip
+    if compress.torchao_version() is not None:
+        pt2e = compress.quantize_pt2e_int8(dense, examples[-1], calib)
+        variants["static int8 (PT2E, eager)"] = pt2e
+        if args.compile:
+            start = time.perf_counter()
+            variants["static int8 (PT2E, compiled)"] = compress.compile_int8(pt2e, examples)
+            print(f"  compiled PT2E for {len(examples)} shapes in "
+                  f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    return rows + measure_variants(dense, variants, reference, args.batches, args.threads,
+                                   args.rounds, {}, (1, 8, 8))  # fmt: skip
 
 
 def measure(argv: list[str] | None = None) -> list[dict]:
@@ -106,14 +144,20 @@ def measure(argv: list[str] | None = None) -> list[dict]:
     its report and return its rows for ``run_all.py``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 2048],
-                        help="widths of the two hidden layers to measure (one model per width)")
+                        help="widths of the MLP's hidden layers (one model per width)")
     parser.add_argument("--threads", type=int, nargs="+",
                         default=sorted({1, torch.get_num_threads()}),
                         help="intra-op thread counts to measure (default: 1 and all cores)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="skip the torch.compile paths (they run a C++ compiler)")
     args = parser.parse_args(argv)
-    return [r for width in args.hidden for r in measure_width(width, args)]
+    support = compress.cpu_int8_support()
+    print(f"torch {torch.__version__}, torchao {compress.torchao_version()}; "
+          + ", ".join(f"{k}: {v}" for k, v in support.items()))
+    rows = [r for width in args.hidden for r in measure_mlp(width, args)]
+    return rows + measure_cnn(args)
 
 
 def main() -> None:

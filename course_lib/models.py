@@ -58,6 +58,8 @@ class SmallCNN(nn.Sequential):
     """``[Conv3×3 → ReLU → MaxPool2] × 2 → Flatten → Linear``, for ``image_size``² inputs.
 
     With the defaults it takes ``(N, 1, 8, 8)`` digits: 8×8 → 4×4 → 2×2 feature maps.
+    ``hidden=h`` puts a hidden layer ``Linear → ReLU`` of width ``h`` before the classifier
+    (chapter 3.4.1 factorizes it).
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class SmallCNN(nn.Sequential):
         num_classes: int = 10,
         channels: Sequence[int] = (16, 32),
         image_size: int = 8,
+        hidden: int | None = None,
     ) -> None:
         _checks.positive_int("in_channels", in_channels)
+        _checks.positive_int("hidden", hidden, allow_none=True)
         _checks.positive_int("num_classes", num_classes)
         _checks.positive_int("image_size", image_size)
         channels = _checks.ints("channels", channels)
@@ -85,5 +89,6 @@ class SmallCNN(nn.Sequential):
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(c2 * side * side, num_classes),
+            *([nn.Linear(c2 * side * side, hidden), nn.ReLU()] if hidden else []),
+            nn.Linear(hidden or c2 * side * side, num_classes),
         )
