@@ -3,13 +3,18 @@
 The source document lists three steps; each maps to code here:
 
 1. *Importance* of every weight or neuron — the absolute value of a weight ``|w|``
-   (:func:`magnitude_prune`), or for a whole neuron the L1 norm of its incoming weights or the
-   mean absolute value of its activation (:func:`neuron_importance`).
+   (:func:`magnitude_prune`), or for a whole neuron or channel the L1 norm of its incoming
+   weights, its mean activation, a first-order Taylor estimate of the loss change, the
+   BatchNorm scale ``|γ|`` or a random score (:func:`neuron_importance`).
 2. *Remove* the least important ones — a 0/1 mask that zeroes weights (unstructured pruning,
-   :func:`magnitude_prune`) or a smaller dense model without the neurons / channels
-   (structured pruning, :func:`remove_neurons`).
+   :func:`magnitude_prune`; the 2:4 pattern of :func:`nm_mask`) or a smaller dense model without
+   the neurons / channels (structured pruning, :func:`remove_neurons`, BatchNorm included).
 3. *Update the model and retrain* — fine-tune with the mask held in place; repeated in rounds
-   by :func:`iterative_prune` (Han et al. 2015).
+   by :func:`iterative_prune` (Han et al. 2015), or spread over training by
+   :func:`gradual_sparsity` (Zhu & Gupta 2017).
+
+:func:`magnitude_prune` also prunes a :class:`course_lib.models.StackedMLP` (each of its K
+models with its own threshold), which is how chapter 3.2 runs every arm over five seeds.
 
 Masks are attached with ``torch.nn.utils.parametrize``: the layer's ``weight`` is *computed*
 as ``where(mask, original, 0)`` at every forward pass, so a pruned weight is exactly zero no
@@ -27,6 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from course_lib import _checks
+from course_lib.models import StackedMLP
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 """Layer types whose ``weight`` is pruned (biases are kept, as in Han et al. 2015)."""
@@ -37,8 +43,9 @@ _SCOPES = ("global", "layer")
 # Modules that act on each unit (neuron / channel) separately: a unit removed before them is
 # simply absent after them. Used by remove_neurons to follow a unit from layer to layer.
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _PER_UNIT = (
-    *_ACTIVATIONS, nn.Identity, nn.Dropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    *_ACTIVATIONS, *_NORMS, nn.Identity, nn.Dropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
     nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
 )  # fmt: skip
 
@@ -120,21 +127,37 @@ def _set_mask(module: nn.Module, mask: torch.Tensor) -> None:
 
 
 def _smallest(scores: torch.Tensor, n: int) -> torch.Tensor:
-    """Bool vector, True at the ``n`` smallest entries of ``scores`` (``torch.topk`` picks them,
-    exactly as ``torch.nn.utils.prune.L1Unstructured`` does, so ties break the same way)."""
+    """Bool tensor, True at the ``n`` smallest entries of each row of ``scores`` (1-D: of the
+    vector). ``torch.topk`` picks them, exactly as ``torch.nn.utils.prune.L1Unstructured``
+    does, so ties break the same way."""
     chosen = torch.zeros_like(scores, dtype=torch.bool)
     if n > 0:
-        chosen[torch.topk(scores, k=n, largest=False).indices] = True
+        chosen.scatter_(-1, torch.topk(scores, k=n, dim=-1, largest=False).indices, True)
     return chosen
 
 
-def magnitude_prune(model: nn.Module, amount: float, scope: str = "global") -> nn.Module:
+def _amounts(amount, scope: str, n_layers: int) -> list[float]:
+    """One amount per layer: ``amount`` itself for every layer, or with ``scope="layer"`` a
+    list of ``n_layers`` amounts."""
+    if isinstance(amount, (list, tuple)):
+        if scope != "layer":
+            raise ValueError(f"amount must be one number with scope={scope!r} (a list of "
+                             f"per-layer amounts needs scope='layer'), got {amount!r}")  # fmt: skip
+        if len(amount) != n_layers:
+            raise ValueError(f"amount must be one number or a list of {n_layers} per-layer "
+                             f"amounts, got {len(amount)} amounts")  # fmt: skip
+        return [_checks.fraction(f"amount[{i}]", a, closed=True) for i, a in enumerate(amount)]
+    return [_checks.fraction("amount", amount, closed=True)] * n_layers
+
+
+def magnitude_prune(model: nn.Module, amount, scope: str = "global") -> nn.Module:
     """Unstructured L1-magnitude pruning of every Linear / Conv weight, in place (chapter 3.2).
 
     Importance of a weight is ``|w|``. With ``scope="global"`` the ``round(amount · N)``
     weights of smallest ``|w|`` among *all* ``N`` prunable weights are zeroed (so layers end
     with different sparsities); with ``scope="layer"`` each layer loses ``round(amount · n_l)``
-    of its own ``n_l`` weights. The zeros are exactly those of
+    of its own ``n_l`` weights, and ``amount`` may then be a list, one amount per prunable
+    layer (e.g. chosen from a per-layer sensitivity scan). The zeros are exactly those of
     ``torch.nn.utils.prune.global_unstructured(..., L1Unstructured, amount)`` and
     ``l1_unstructured`` on an unpruned model.
 
@@ -142,24 +165,86 @@ def magnitude_prune(model: nn.Module, amount: float, scope: str = "global") -> n
     remaining ones; a weight pruned once stays pruned (masks only lose ones), so calling with
     an ``amount`` below the current sparsity changes nothing. The masks stay applied through
     any later training (see the module docstring); :func:`make_permanent` bakes them in.
+
+    ``model`` may be a :class:`~course_lib.models.StackedMLP`: each of its K models is pruned
+    on its own (its own threshold), as if it were pruned alone; its masks are updated in place.
     Returns ``model``.
     """
-    amount = _checks.fraction("amount", amount, closed=True)
     _checks.one_of("scope", scope, _SCOPES)
+    if isinstance(model, StackedMLP):
+        return _prune_stack(model, amount, scope)
     layers = prunable_layers(model)
+    amounts = _amounts(amount, scope, len(layers))
     if scope == "global":
         scores = torch.cat([m.weight.detach().abs().reshape(-1) for _, m in layers])
-        prune_flat = _smallest(scores, round(amount * scores.numel()))
+        prune_flat = _smallest(scores, round(amounts[0] * scores.numel()))
         pieces = torch.split(prune_flat, [m.weight.numel() for _, m in layers])
     else:
         pieces = [
-            _smallest(m.weight.detach().abs().reshape(-1), round(amount * m.weight.numel()))
-            for _, m in layers
+            _smallest(m.weight.detach().abs().reshape(-1), round(a * m.weight.numel()))
+            for (_, m), a in zip(layers, amounts, strict=True)
         ]
     for (_, module), pruned in zip(layers, pieces, strict=True):
         keep = ~pruned.reshape(module.weight.shape) & get_mask(module)
         with torch.no_grad():
             _set_mask(module, keep)
+    return model
+
+
+@torch.no_grad()
+def _prune_stack(stack: StackedMLP, amount, scope: str) -> StackedMLP:
+    """:func:`magnitude_prune` of each of the K models of ``stack`` (rows of ``(K, N)``)."""
+    weights, masks = stack.effective_weights(), stack.masks
+    amounts = _amounts(amount, scope, len(weights))
+    k = stack.k
+    if scope == "global":
+        scores = torch.cat([w.abs().reshape(k, -1) for w in weights], dim=1)
+        prune_flat = _smallest(scores, round(amounts[0] * scores.shape[1]))
+        pieces = torch.split(prune_flat, [w[0].numel() for w in weights], dim=1)
+    else:
+        pieces = [_smallest(w.abs().reshape(k, -1), round(a * w[0].numel()))
+                  for w, a in zip(weights, amounts, strict=True)]  # fmt: skip
+    for mask, pruned in zip(masks, pieces, strict=True):
+        mask &= ~pruned.reshape(mask.shape)
+    return stack
+
+
+def nm_mask(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """The N:M semi-structured pattern (chapter 3.2): in every group of ``m`` consecutive
+    weights along the last (input) dimension keep the ``n`` of largest ``|w|`` — 2:4 keeps half,
+    in a layout NVIDIA's sparse tensor cores (compute capability ≥ 8.0) multiply at up to twice
+    the dense speed (Mishra et al. 2021; ``torch.sparse.to_sparse_semi_structured``). Returns a
+    bool mask of ``weight``'s shape; the last dimension must be a multiple of ``m``. Ties keep
+    the earlier weight."""
+    _checks.tensor("weight", weight, floating=True)
+    m = _checks.positive_int("m", m)
+    n = _checks.integer("n", n, 0, m)
+    if weight.ndim == 0 or weight.shape[-1] % m:
+        raise ValueError(f"weight's last dimension must be a multiple of m={m}, "
+                         f"got shape {tuple(weight.shape)}")  # fmt: skip
+    groups = weight.detach().abs().reshape(*weight.shape[:-1], -1, m)
+    keep = torch.zeros_like(groups, dtype=torch.bool)
+    if n:
+        order = torch.sort(groups, dim=-1, descending=True, stable=True).indices
+        keep.scatter_(-1, order[..., :n], True)
+    return keep.reshape(weight.shape)
+
+
+def nm_prune(model: nn.Module, n: int = 2, m: int = 4) -> nn.Module:
+    """N:M pruning of every Linear layer's weight, in place (chapter 3.2): the mask of
+    :func:`nm_mask` ANDed into the layer's (or, for a StackedMLP, each model's) mask.
+    Returns ``model``."""
+    if isinstance(model, StackedMLP):
+        with torch.no_grad():
+            for w, mask in zip(model.effective_weights(), model.masks, strict=True):
+                mask &= nm_mask(w, n, m)
+        return model
+    for _, layer in prunable_layers(model):
+        if not isinstance(layer, nn.Linear):
+            raise TypeError(f"model must hold only Linear prunable layers for N:M pruning, got "
+                            f"{type(layer).__name__}")  # fmt: skip
+        with torch.no_grad():
+            _set_mask(layer, nm_mask(layer.weight, n, m) & get_mask(layer))
     return model
 
 
@@ -263,6 +348,28 @@ def sparsity_schedule(target: float, rounds: int, start: float = 0.0) -> list[fl
     return [1.0 - (1.0 - start) * ratio ** (k / rounds) for k in range(1, rounds + 1)]
 
 
+def gradual_sparsity(step: int, target: float, begin: int, end: int,
+                     initial: float = 0.0) -> float:  # fmt: skip
+    """Zhu & Gupta's (2017) gradual schedule: the sparsity at training step ``step``,
+
+    ``s_t = s_f + (s_i − s_f) · (1 − (t − t_0) / (t_1 − t_0))³``  for ``t_0 ≤ t ≤ t_1``,
+
+    ``s_i`` (``initial``) before ``t_0`` (``begin``) and ``s_f`` (``target``) after ``t_1``
+    (``end``): pruning is fast at first, while many redundant weights remain, and slows down as
+    the target nears. Prune to ``gradual_sparsity(t, ...)`` every few steps while training
+    (chapter 3.2)."""
+    step = _checks.integer("step", step, 0)
+    target = _checks.fraction("target", target, closed=True)
+    initial = _checks.fraction("initial", initial, closed=True)
+    begin = _checks.integer("begin", begin, 0)
+    end = _checks.integer("end", end, begin + 1)
+    if step <= begin:
+        return initial
+    if step >= end:
+        return target
+    return target + (initial - target) * (1.0 - (step - begin) / (end - begin)) ** 3
+
+
 def iterative_prune(
     model: nn.Module,
     target: float,
@@ -306,16 +413,58 @@ def _chain(model: nn.Module) -> list[nn.Module]:
     return modules
 
 
-_IMPORTANCE = ("l1", "activation")
+_IMPORTANCE = ("l1", "activation", "taylor", "bn_scale", "random")
 
 
-@torch.no_grad()
+def _hidden(modules: list[nn.Module]) -> list[int]:
+    """Indices of the hidden Linear / Conv layers (every prunable layer but the last)."""
+    return [i for i, m in enumerate(modules) if isinstance(m, PRUNABLE)][:-1]
+
+
+def _scored_module(modules: list[nn.Module], i: int) -> int:
+    """Index of the module whose output scores the units of layer ``i``: the last activation
+    before the next Linear / Conv / Flatten (after a BatchNorm, if any), else layer ``i``."""
+    j = i
+    for k in range(i + 1, len(modules)):
+        if isinstance(modules[k], (*PRUNABLE, nn.Flatten)):
+            break
+        if isinstance(modules[k], _ACTIVATIONS):
+            j = k
+    return j
+
+
+def _norm_after(modules: list[nn.Module], i: int) -> nn.Module | None:
+    """The BatchNorm that normalises layer ``i``'s units (before the next Linear / Conv)."""
+    for k in range(i + 1, len(modules)):
+        if isinstance(modules[k], (*PRUNABLE, nn.Flatten)):
+            return None
+        if isinstance(modules[k], _NORMS):
+            return modules[k]
+    return None
+
+
+def _outputs(modules, x, keep: set[int]) -> dict[int, torch.Tensor]:
+    """Forward ``x`` through ``modules``; the outputs of the modules whose index is in ``keep``."""
+    kept = {}
+    for j, m in enumerate(modules):
+        x = m(x)
+        if j in keep:
+            kept[j] = x
+    return kept
+
+
+def _per_unit_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=[d for d in range(x.ndim) if d != 1])
+
+
 def neuron_importance(
     model: nn.Module,
     importance: str = "l1",
     inputs: torch.Tensor | None = None,
     *,
+    targets: torch.Tensor | None = None,
     include_bias: bool = False,
+    generator: torch.Generator | None = None,
 ) -> list[torch.Tensor]:
     """Importance of every output unit of every *hidden* Linear / Conv layer (chapter 3.2).
 
@@ -328,37 +477,75 @@ def neuron_importance(
       and positions for a channel). A unit that never fires scores 0. The non-linearity is the
       last activation module (ReLU, GELU, …) before the next Linear / Conv layer or
       ``Flatten``; without one, the layer's own output is scored.
+    - ``"taylor"``: the first-order Taylor estimate of how much the loss changes when the unit
+      is removed (Molchanov et al. 2017), ``mean_n |Σ_p a_{j,p} · ∂L_n/∂a_{j,p}|`` with ``a``
+      the scored output above, ``L_n`` example n's cross-entropy on ``targets`` and ``p`` the
+      positions of a channel. For a Linear → ReLU unit, ``a_j ∂L/∂a_j = Σ_i W_{j,i} ∂L/∂W_{j,i}
+      + b_j ∂L/∂b_j``: the sum of ``w · ∂L/∂w`` over the unit's parameters (Molchanov et al.
+      2019's group criterion).
+    - ``"bn_scale"``: ``|γ_j|`` of the BatchNorm that follows the layer — the network-slimming
+      criterion (Liu et al. 2017), meaningful after training with an L1 penalty on ``γ``.
+    - ``"random"``: uniform random scores from ``generator`` (the control every criterion
+      must beat).
 
-    Returns one 1-D tensor per hidden layer (the last Linear / Conv layer is the output and is
-    not listed).
+    Scores that need a forward pass are computed in eval mode (BatchNorm on its running
+    statistics; the model's mode is restored). Returns one 1-D tensor per hidden layer (the
+    last Linear / Conv layer is the output and is not listed).
     """
     _checks.one_of("importance", importance, _IMPORTANCE)
     _checks.flag("include_bias", include_bias)
+    _checks.instance("generator", generator, torch.Generator, allow_none=True)
     modules = _chain(model)
-    hidden = [i for i, m in enumerate(modules) if isinstance(m, PRUNABLE)][:-1]
+    hidden = _hidden(modules)
     if importance == "l1":
         scores = []
         for i in hidden:
-            w, b = modules[i].weight, modules[i].bias
+            w, b = modules[i].weight.detach(), modules[i].bias
             s = w.abs().reshape(w.shape[0], -1).sum(dim=1)
-            scores.append(s + b.abs() if include_bias and b is not None else s)
+            scores.append(s + b.detach().abs() if include_bias and b is not None else s)
         return scores
-    _checks.tensor("inputs (needed for importance='activation')", inputs)
-    scored = {}  # index of the module whose output is scored -> index of the hidden layer
-    for i in hidden:
-        j = i
-        for k in range(i + 1, len(modules)):
-            if isinstance(modules[k], (*PRUNABLE, nn.Flatten)):
-                break
-            if isinstance(modules[k], _ACTIVATIONS):
-                j = k
-        scored[j] = i
-    scores, x = {}, inputs
-    for j, m in enumerate(modules):
-        x = m(x)
-        if j in scored:
-            scores[scored[j]] = x.abs().mean(dim=[d for d in range(x.ndim) if d != 1])
-    return [scores[i] for i in hidden]
+    if importance == "random":
+        return [torch.rand(modules[i].weight.shape[0], generator=generator) for i in hidden]
+    if importance == "bn_scale":
+        scores = []
+        for i in hidden:
+            norm = _norm_after(modules, i)
+            if norm is None or norm.weight is None:
+                raise ValueError(f"importance='bn_scale' needs a BatchNorm with a scale after "
+                                 f"every hidden layer, got none after layer {i} "
+                                 f"({type(modules[i]).__name__})")  # fmt: skip
+            scores.append(norm.weight.detach().abs().clone())
+        return scores
+    _checks.tensor(f"inputs (needed for importance={importance!r})", inputs, floating=True)
+    scored = {_scored_module(modules, i): i for i in hidden}
+    was_training = model.training
+    model.eval()
+    try:
+        if importance == "activation":
+            with torch.no_grad():
+                outs = _outputs(modules, inputs, set(scored))
+            by_layer = {i: _per_unit_mean(outs[j].abs()) for j, i in scored.items()}
+        else:  # taylor
+            _checks.tensor("targets (needed for importance='taylor')", targets, ndim=1)
+            if len(targets) != len(inputs) or targets.is_floating_point():
+                raise ValueError(f"targets must hold one class index per input "
+                                 f"({len(inputs)}), got {tuple(targets.shape)} of dtype "
+                                 f"{targets.dtype}")  # fmt: skip
+            with torch.enable_grad():
+                last = len(modules) - 1  # the model's output: never a scored module
+                outs = _outputs(modules, inputs, set(scored) | {last})
+                logits = outs.pop(last)
+                loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+                order = list(scored)
+                grads = torch.autograd.grad(loss, [outs[j] for j in order])
+            by_layer = {}
+            for j, g in zip(order, grads, strict=True):
+                a = outs[j].detach()
+                per_example = (a * g).reshape(a.shape[0], a.shape[1], -1).sum(-1)  # (n, units)
+                by_layer[scored[j]] = per_example.abs().mean(0)
+    finally:
+        model.train(was_training)
+    return [by_layer[i] for i in hidden]
 
 
 def _slice_layer(layer: nn.Module, keep_out=None, keep_in=None) -> nn.Module:
@@ -382,47 +569,103 @@ def _slice_layer(layer: nn.Module, keep_out=None, keep_in=None) -> nn.Module:
     return new
 
 
+def _slice_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
+    """A BatchNorm with only the ``keep`` entries of its scale, shift and running statistics."""
+    new = copy.deepcopy(norm)
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            value = getattr(new, name)
+            if value is not None:
+                setattr(new, name, nn.Parameter(value.detach()[keep].clone()))
+        for name in ("running_mean", "running_var"):
+            value = getattr(new, name)
+            if value is not None:
+                setattr(new, name, value[keep].clone())
+    new.num_features = len(keep)
+    return new
+
+
+_STRUCT_SCOPES = ("layer", "global")
+
+
+def _keep_sets(scores: list[torch.Tensor], amount: float, scope: str) -> list[torch.Tensor]:
+    """Sorted indices of the units each hidden layer keeps (at least one per layer)."""
+    if scope == "layer":
+        keeps = []
+        for s in scores:
+            n_keep = max(1, s.numel() - round(amount * s.numel()))
+            keeps.append(torch.sort(torch.topk(s, k=n_keep, largest=True).indices).values)
+        return keeps
+    flat = torch.cat(scores)
+    removed = _smallest(flat, round(amount * flat.numel()))
+    keeps = []
+    for s, gone in zip(scores, torch.split(removed, [s.numel() for s in scores]), strict=True):
+        kept = torch.nonzero(~gone).flatten()
+        keeps.append(kept if kept.numel() else s.argmax().reshape(1))
+    return keeps
+
+
 def remove_neurons(
     model: nn.Module,
     amount: float,
     importance: str = "l1",
     inputs: torch.Tensor | None = None,
     *,
+    targets: torch.Tensor | None = None,
     include_bias: bool = False,
+    scope: str = "layer",
+    generator: torch.Generator | None = None,
 ) -> nn.Sequential:
-    """Structured pruning: a smaller *dense* copy of ``model`` without the least important
-    ``round(amount · n)`` units of each hidden layer (neurons of a Linear, channels of a Conv),
-    at least one unit kept per layer (chapter 3.2).
+    """Structured pruning: a smaller *dense* copy of ``model`` without its least important
+    units — neurons of a Linear layer, channels (filters) of a Conv layer (chapter 3.2).
 
-    A unit is removed together with its row in its own layer (weights and bias) and its
-    column(s) in the next layer; after a ``Flatten`` a channel owns a contiguous block of
-    ``height × width`` inputs of the next Linear. If the removed units' incoming weights and
-    biases were already zero their outputs were ``ReLU(0) = 0``, so the smaller model computes
-    exactly the same function. Importance (``importance``, ``inputs``, ``include_bias``): see
+    ``scope="layer"``: each hidden layer loses ``round(amount · n_l)`` of its ``n_l`` units;
+    ``"global"``: the ``round(amount · N)`` lowest scores among all ``N`` hidden units go, one
+    threshold for every layer (as network slimming does with ``|γ|``; scores must then be
+    comparable across layers). At least one unit per layer is kept. Importance
+    (``importance``, ``inputs``, ``targets``, ``include_bias``, ``generator``): see
     :func:`neuron_importance`; the default ranks by the L1 norm of the incoming weights, as
-    Li et al. 2017 do. ``model`` must be an
-    ``nn.Sequential`` (``course_lib.models.MLP``, ``SmallCNN``); it is not modified; masks are
-    baked in. The result is an ``nn.Sequential`` with the same layer order.
+    Li et al. 2017 do.
+
+    A unit is removed with everything that belongs to it: its row in its own layer (weights and
+    bias), its entries in the BatchNorm that follows (``γ``, ``β``, running mean and variance),
+    and its column(s) in the next layer; after a ``Flatten`` a channel owns a contiguous block
+    of ``height × width`` inputs of the next Linear. If the removed units' outputs were already
+    zero — incoming weights and bias zero, or after a BatchNorm ``γ = β = 0`` (in eval mode) —
+    the smaller model computes the same function. ``model`` must be an ``nn.Sequential``
+    (``course_lib.models.MLP``, ``SmallCNN``) with at least one hidden Linear / Conv layer; it
+    is not modified; masks are baked in. The result is an ``nn.Sequential`` with the same
+    layer order.
     """
     amount = _checks.fraction("amount", amount, closed=True)
+    _checks.one_of("scope", scope, _STRUCT_SCOPES)
     prunable_layers(model)
     modules = _chain(model)
-    scores = neuron_importance(model, importance, inputs, include_bias=include_bias)
     layer_idx = [i for i, m in enumerate(modules) if isinstance(m, PRUNABLE)]
-    keeps: dict[int, torch.Tensor] = {}
-    for i, s in zip(layer_idx[:-1], scores, strict=True):
-        n = s.numel()
-        n_keep = max(1, n - round(amount * n))
-        keeps[i] = torch.sort(torch.topk(s, k=n_keep, largest=True).indices).values
+    if len(layer_idx) < 2:
+        raise ValueError(
+            "model must have at least one hidden Linear / Conv layer (a unit that can be "
+            f"removed; the last layer is the output), got {type(model).__name__} with "
+            f"{len(layer_idx)} prunable layer"
+        )
+    scores = neuron_importance(model, importance, inputs, targets=targets,
+                               include_bias=include_bias, generator=generator)  # fmt: skip
+    keeps = dict(zip(layer_idx[:-1], _keep_sets(scores, amount, scope), strict=True))
 
     new_modules: list[nn.Module] = []
-    keep_in = None  # units of the previous prunable layer that survive, if any
+    units = None  # units of the previous prunable layer that survive, if any
+    keep_in = None  # the same units as inputs of the next layer (after a Flatten: blocks)
     channels = None  # number of channels before a Flatten (to map channel → inputs)
     for i, m in enumerate(modules):
         if isinstance(m, PRUNABLE):
             new_modules.append(_slice_layer(m, keep_out=keeps.get(i), keep_in=keep_in))
-            keep_in = keeps.get(i)
+            units = keep_in = keeps.get(i)
             channels = m.weight.shape[0]
+        elif isinstance(m, _NORMS) and units is not None:
+            if keep_in is not units:
+                raise TypeError("remove_neurons cannot follow units through a BatchNorm "
+                                "placed after a Flatten")  # fmt: skip
+            new_modules.append(_slice_norm(m, units))
         elif isinstance(m, nn.Flatten):
             if keep_in is not None and channels is not None:
                 nxt = next(modules[j] for j in range(i + 1, len(modules))

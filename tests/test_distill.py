@@ -13,8 +13,11 @@ from course_lib.distill import (
     Ensemble,
     distillation_loss,
     softmax_with_temperature,
+    stacked_distillation_loss,
     train_student,
+    train_students,
 )
+from course_lib.models import MLP, StackedMLP
 
 
 def _hand_softmax(row, T):
@@ -189,3 +192,61 @@ def test_train_student_rejects_bad_arguments():
         train_student(student, nn.Linear(8, 3), loader, None, opt, 1, temperature=0.0)
     with pytest.raises(ValueError, match="epochs"):
         train_student(student, nn.Linear(8, 3), loader, None, opt, 0)
+
+
+# --- K students at once ----------------------------------------------------------------------
+
+
+def test_stacked_distillation_loss_is_distillation_loss_per_student_with_smoothing():
+    torch.manual_seed(4)
+    s, t = torch.randn(3, 6, 5, dtype=torch.float64), 2 * torch.randn(3, 6, 5, dtype=torch.float64)
+    y = torch.randint(0, 5, (3, 6))
+    T, alpha = torch.tensor([1.0, 4.0, 2.0]), torch.tensor([0.9, 1.0, 0.0])
+    eps = torch.tensor([0.0, 0.0, 0.1], dtype=torch.float64)
+    got = stacked_distillation_loss(s, t, y, T, alpha, eps)
+    for k in range(2):
+        want = distillation_loss(s[k], t[k], y[k], float(T[k]), float(alpha[k]))
+        assert got[k].item() == pytest.approx(want.item(), rel=1e-10)
+    smoothed = nn.functional.cross_entropy(s[2], y[2], label_smoothing=0.1)
+    assert got[2].item() == pytest.approx(smoothed.item(), rel=1e-10)
+
+
+def _students(seeds, hidden=(6,)):
+    nets = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        nets.append(MLP(in_features=8, hidden=hidden, num_classes=3))
+    return nets
+
+
+def test_train_students_follows_each_students_own_train_student_run():
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 8), torch.randint(0, 3, (40,))
+    teacher = MLP(in_features=8, hidden=(16, 12), num_classes=3)
+    temperatures, alphas = [1.0, 4.0], [0.5, 0.9]
+    stack = StackedMLP(_students([0, 1]))
+    train_students(stack, teacher, x, y, seeds=[0, 1], epochs=5, lr=1e-2,
+                   temperature=temperatures, alpha=alphas)
+    for k, student in enumerate(_students([0, 1])):
+        optimizer = torch.optim.Adam(student.parameters(), lr=1e-2)
+        train_student(student, teacher, [(x, y)], None, optimizer, 5,
+                      temperature=temperatures[k], alpha=alphas[k], device="cpu")
+        x_test = torch.randn(5, 8)
+        torch.testing.assert_close(stack.unstack(k)(x_test), student(x_test),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_train_students_hint_and_unlabeled_transfer_set():
+    torch.manual_seed(1)
+    x, y = torch.randn(2, 30, 8), torch.randint(0, 3, (2, 30))
+    teacher = MLP(in_features=8, hidden=(16, 12), num_classes=3)
+    plain, hinted = StackedMLP(_students([0, 1])), StackedMLP(_students([0, 1]))
+    train_students(plain, teacher, x, y, seeds=[0, 1], epochs=3, per_model=True)
+    train_students(hinted, teacher, x, y, seeds=[0, 1], epochs=3, per_model=True,
+                   hint_weight=[0.0, 1.0])
+    # beta = 0: the same student; beta > 0: a different one (the hint pulls its hidden layer)
+    torch.testing.assert_close(hinted.weights[0][0], plain.weights[0][0])
+    assert not torch.allclose(hinted.weights[0][1], plain.weights[0][1])
+    unlabeled = StackedMLP(_students([2]))
+    loss = train_students(unlabeled, teacher, x[0], None, seeds=[2], epochs=2, alpha=1.0)
+    assert loss.shape == (1,) and bool(torch.isfinite(loss).all())

@@ -9,14 +9,17 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
-from course_lib.models import MLP, SmallCNN
+from course_lib.models import MLP, SmallCNN, StackedMLP, fit_stacked
 from course_lib.prune import (
     get_mask,
+    gradual_sparsity,
     hidden_widths,
     iterative_prune,
     magnitude_prune,
     make_permanent,
     neuron_importance,
+    nm_mask,
+    nm_prune,
     remove_neurons,
     set_mask,
     sparsity,
@@ -190,20 +193,58 @@ def test_remove_neurons_keeps_outputs_when_removed_units_were_zero_mlp():
     assert n_small == (16 * 20 + 20) + (20 * 10 + 10) + (10 * 5 + 5)
 
 
-def test_remove_neurons_keeps_outputs_when_removed_channels_were_zero_cnn():
-    model = _cnn(3)
-    conv1, conv2 = (m for m in model if isinstance(m, nn.Conv2d))
+def _trained_bn_statistics(model, seed=0):
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
+    torch.manual_seed(seed)
+    model.train()
     with torch.no_grad():
-        conv1.weight[[0, 2, 5]] = 0
-        conv1.bias[[0, 2, 5]] = 0
-        conv2.weight[[1, 3, 4, 7]] = 0
-        conv2.bias[[1, 3, 4, 7]] = 0
-    small = remove_neurons(model, 0.5)
+        for _ in range(3):
+            model(torch.rand(16, 1, 8, 8))
+        for bn in (m for m in model if isinstance(m, nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def test_remove_neurons_keeps_outputs_when_removed_channels_were_zero_after_batchnorm():
+    # gamma = beta = 0 makes a channel's output ReLU(0) = 0 in eval mode, whatever its filter:
+    # removing it (filter, BatchNorm entries, next layer's inputs) must not change the outputs
+    model = _trained_bn_statistics(_cnn(3))
+    bn1, bn2 = (m for m in model if isinstance(m, nn.BatchNorm2d))
+    dead1, dead2 = [0, 2, 5], [1, 3, 4, 7]
+    with torch.no_grad():
+        for bn, dead in ((bn1, dead1), (bn2, dead2)):
+            bn.weight[dead] = 0.0
+            bn.bias[dead] = 0.0
+    small = remove_neurons(model, 0.5, importance="bn_scale").eval()
     assert hidden_widths(small) == [3, 4]
-    linear = small[-1]
-    assert linear.in_features == 4 * 2 * 2
+    keep1 = [c for c in range(6) if c not in dead1]
+    keep2 = [c for c in range(8) if c not in dead2]
+    conv1, sbn1, conv2, sbn2 = (m for m in small if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)))
+    assert torch.equal(conv1.weight, model[0].weight[keep1])
+    assert torch.equal(conv2.weight, model[4].weight[keep2][:, keep1])
+    for new, old, keep in ((sbn1, bn1, keep1), (sbn2, bn2, keep2)):
+        assert new.num_features == len(keep)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            assert torch.equal(getattr(new, name), getattr(old, name)[keep])
+    assert small[-1].in_features == 4 * 2 * 2
     x = torch.rand(7, 1, 8, 8)
-    torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), model(x), rtol=1e-6, atol=1e-6)
+    assert sum(p.numel() for p in small.parameters()) == (
+        3 * 9 + 2 * 3 + 4 * 3 * 9 + 2 * 4 + 4 * 4 * 10 + 10)
+
+
+def test_remove_neurons_cnn_without_dead_channels_changes_the_outputs_and_leaves_input_alone():
+    model = _trained_bn_statistics(_cnn(4))
+    before = copy.deepcopy(model.state_dict())
+    small = remove_neurons(model, 0.5)
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        assert small.eval()(x).shape == model(x).shape == (5, 10)
+        assert not torch.allclose(small(x), model(x))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
 
 
 def test_remove_neurons_on_masked_model_returns_dense_model_and_leaves_input_alone():
@@ -260,14 +301,55 @@ def test_activation_importance_is_the_mean_output_after_the_relu():
     torch.testing.assert_close(small[1].weight, fc1.weight[scores[0].topk(15).indices.sort()[0]])
 
 
-def test_activation_importance_of_channels_is_scored_after_the_relu_before_pooling():
-    model = _cnn(2)
+def test_activation_importance_of_channels_is_scored_after_batchnorm_and_relu_in_eval_mode():
+    model = _trained_bn_statistics(_cnn(2)).train()  # scoring must use eval mode anyway
     x = torch.rand(6, 1, 8, 8)
+    before = copy.deepcopy(model.state_dict())
     scores = neuron_importance(model, "activation", x)
-    a1 = torch.relu(model[0](x))
+    assert model.training, "the model's mode is restored"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"scoring changed {k} (BatchNorm statistics?)"
+    model.eval()
+    with torch.no_grad():
+        a1 = torch.relu(model[1](model[0](x)))
+        a2 = torch.relu(model[5](model[4](model[3](a1))))
     torch.testing.assert_close(scores[0], a1.mean(dim=(0, 2, 3)))
-    a2 = torch.relu(model[3](model[2](a1)))
     torch.testing.assert_close(scores[1], a2.mean(dim=(0, 2, 3)))
+
+
+def test_taylor_importance_equals_sum_of_w_times_grad_over_each_neuron():
+    # Molchanov et al.: |a ∂L/∂a| per example = |Σ_i w_i ∂L/∂w_i + b ∂L/∂b| over the unit's
+    # parameters; checked with per-example gradients from torch.func
+    from torch.func import functional_call, grad, vmap
+
+    model = _mlp(7)
+    x, y = torch.rand(20, 16), torch.randint(0, 5, (20,))
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p, xb, yb):
+        return nn.functional.cross_entropy(functional_call(model, p, (xb[None],)), yb[None])
+
+    g = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
+    scores = neuron_importance(model, "taylor", x, targets=y)
+    for layer, score in zip(("1", "3"), scores, strict=True):
+        w, b = params[f"{layer}.weight"], params[f"{layer}.bias"]
+        per_example = (g[f"{layer}.weight"] * w).sum(-1) + g[f"{layer}.bias"] * b
+        torch.testing.assert_close(score, per_example.abs().mean(0), rtol=1e-4, atol=1e-7)
+
+
+def test_bn_scale_random_and_global_scope():
+    model = _trained_bn_statistics(_cnn(5))
+    bn1, bn2 = (m for m in model if isinstance(m, nn.BatchNorm2d))
+    scores = neuron_importance(model, "bn_scale")
+    assert torch.equal(scores[0], bn1.weight.abs()) and torch.equal(scores[1], bn2.weight.abs())
+    r1 = neuron_importance(model, "random", generator=torch.Generator().manual_seed(3))
+    r2 = neuron_importance(model, "random", generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(r1, r2, strict=True))
+    with torch.no_grad():  # the 7 globally smallest scales: all 6 of layer 1 and 1 of layer 2
+        bn1.weight.copy_(torch.linspace(0.01, 0.06, 6))
+    small = remove_neurons(model, 7 / 14, "bn_scale", scope="global")
+    assert hidden_widths(small) == [1, 7]  # at least one channel per layer is kept
+    assert torch.equal(small[1].weight, bn1.weight[[5]])
 
 
 def test_remove_neurons_amount_one_keeps_one_unit_and_zero_keeps_all():
@@ -309,3 +391,102 @@ def test_set_mask_copies_a_mask_onto_another_network():
 
 def _named(model):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+# --- stacked models: masks and training ------------------------------------------------------
+
+
+def test_stacked_mlp_forward_masks_and_unstack_match_the_separate_models():
+    mlps = [_mlp(seed) for seed in range(3)]
+    magnitude_prune(mlps[1], 0.6)
+    stack = StackedMLP(mlps)
+    x = torch.rand(3, 9, 16)
+    out, hidden = stack(x, return_hidden=True)
+    for k, m in enumerate(mlps):
+        torch.testing.assert_close(out[k], m(x[k]))
+        torch.testing.assert_close(hidden[0][k], torch.relu(m[1](x[k])))
+        back = stack.unstack(k)
+        assert not any("parametrizations" in key for key in back.state_dict())
+        torch.testing.assert_close(back(x[k]), m(x[k]))
+    assert torch.equal(stack.masks[0][1], get_mask(mlps[1][1]))
+    assert bool(stack.masks[0][0].all())
+    assert sparsity(mlps[1]).overall == pytest.approx(0.6, abs=1e-3)  # the source is unchanged
+
+
+@pytest.mark.parametrize("scope, amount", [("global", 0.7), ("layer", 0.5),
+                                           ("layer", [0.2, 0.6, 0.9])])
+def test_magnitude_prune_on_a_stack_equals_pruning_each_model_alone(scope, amount):
+    mlps = [_mlp(seed) for seed in range(4)]
+    stack = StackedMLP(mlps)
+    magnitude_prune(stack, amount, scope=scope)
+    for k, m in enumerate(mlps):
+        magnitude_prune(m, amount, scope=scope)
+        for mask, (_, layer) in zip(stack.masks, _named(m), strict=True):
+            assert torch.equal(mask[k], get_mask(layer))
+
+
+def test_fit_stacked_follows_each_models_own_adam_run_with_its_mask():
+    torch.manual_seed(0)
+    x, y = torch.rand(50, 16), torch.randint(0, 5, (50,))
+    mlps = [magnitude_prune(_mlp(seed), 0.5) for seed in range(3)]
+    refs = copy.deepcopy(mlps)
+    stack = StackedMLP(mlps)
+    seeds = [3, 4, 5]
+    fit_stacked(stack, x, y, seeds=seeds, epochs=3, lr=1e-2, batch_size=16)
+    for k, model in enumerate(refs):  # the same run, one model, torch.optim.Adam
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        generator = torch.Generator().manual_seed(seeds[k])
+        for _ in range(3):
+            order = torch.randperm(50, generator=generator)
+            for start in range(0, 50, 16):
+                i = order[start:start + 16]
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+                optimizer.step()
+        got = [layer.weight for _, layer in _named(stack.unstack(k))]
+        want = [layer.weight for _, layer in _named(model)]
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+            assert torch.equal(a == 0, b == 0)
+
+
+def test_fit_stacked_per_model_data_and_after_step():
+    torch.manual_seed(1)
+    stack = StackedMLP([_mlp(0), _mlp(1)])
+    x, y = torch.rand(2, 20, 16), torch.randint(0, 5, (2, 20))
+    steps = []
+    fit_stacked(stack, x, y, seeds=[0, 1], epochs=2, batch_size=20, per_model=True,
+                after_step=steps.append)
+    assert steps == [1, 2]
+    single = StackedMLP([_mlp(1)])
+    fit_stacked(single, x[1], y[1], seeds=[1], epochs=2, batch_size=20)
+    torch.testing.assert_close(stack.weights[0][1], single.weights[0][0], rtol=1e-5, atol=1e-6)
+
+
+def test_nm_mask_keeps_the_n_largest_of_every_group_of_m():
+    w = torch.tensor([[0.1, -3.0, 2.0, 0.5, 1.0, 1.0, 1.0, -1.0]])
+    assert nm_mask(w).tolist() == [[False, True, True, False, True, True, False, False]]
+    torch.manual_seed(0)
+    big = torch.randn(6, 12)
+    mask = nm_mask(big, 2, 4)
+    groups = big.abs().reshape(6, 3, 4)
+    kept = mask.reshape(6, 3, 4)
+    assert bool((kept.sum(-1) == 2).all())
+    # every kept weight is at least as large as every dropped one of its group
+    assert bool((groups.masked_fill(~kept, float("inf")).min(-1).values
+                 >= groups.masked_fill(kept, -1.0).max(-1).values).all())
+    model = nm_prune(_mlp(2, hidden=(8, 4)))
+    for _, layer in _named(model):
+        assert bool((layer.weight.reshape(layer.weight.shape[0], -1, 4) != 0).sum(-1).le(2).all())
+    assert sparsity(model).overall == pytest.approx(0.5)
+
+
+def test_gradual_sparsity_is_zhu_and_gupta_cubic():
+    assert gradual_sparsity(0, 0.9, 0, 100) == 0.0
+    assert gradual_sparsity(100, 0.9, 0, 100) == 0.9
+    assert gradual_sparsity(250, 0.9, 0, 100) == 0.9
+    assert gradual_sparsity(50, 0.9, 0, 100) == pytest.approx(0.9 * (1 - 0.5**3))
+    assert gradual_sparsity(30, 0.8, 10, 50, initial=0.2) == pytest.approx(
+        0.8 + (0.2 - 0.8) * (1 - 20 / 40) ** 3)
+    values = [gradual_sparsity(t, 0.9, 0, 100) for t in range(101)]
+    assert values == sorted(values)
