@@ -10,7 +10,6 @@ MNIST-1D generated locally. Scalers live in :mod:`course_lib.scaling`, sparse st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -147,6 +146,7 @@ def batch_loader(
     pin_memory: bool = False,
     persistent_workers: bool = False,
     prefetch_factor: int | None = None,
+    drop_last: bool = False,
 ) -> DataLoader:
     """A ``DataLoader`` over one in-memory split that gathers each mini-batch with a single
     indexing operation (a ``BatchSampler`` hands the loader whole lists of indices) instead of
@@ -159,13 +159,19 @@ def batch_loader(
     trains (kept alive between epochs, each holding ``prefetch_factor`` batches ready), and
     page-locked host memory from which a copy to a GPU can run asynchronously
     (``tensor.to("cuda", non_blocking=True)``). For data already in memory, workers only add
-    the cost of sending every batch between processes (chapter 3.3 measures it)."""
+    the cost of sending every batch between processes (chapter 3.3 measures it).
+    ``drop_last=True`` skips each epoch's last, incomplete batch (every batch then has
+    ``batch_size`` examples; a different random remainder is left out in each epoch)."""
     batch_size = _checks.positive_int("batch_size", batch_size)
     if not isinstance(split, (tuple, list)) or len(split) != 2:
         raise TypeError(f"split must be a Split (X, y) of two tensors, got {type(split).__name__}")
     _check_samples(*split)
     _checks.flag("shuffle", shuffle)
     _checks.seed("seed", seed)
+    _checks.flag("drop_last", drop_last)
+    if drop_last and len(split[1]) < batch_size:
+        raise ValueError(f"batch_size must be <= the number of examples ({len(split[1])}) with "
+                         f"drop_last=True (else no batch is left), got {batch_size}")  # fmt: skip
     options = _loader_options(num_workers, pin_memory, persistent_workers, prefetch_factor)
     dataset = TensorDataset(*split)
     if shuffle:
@@ -173,7 +179,7 @@ def batch_loader(
     else:
         sampler = SequentialSampler(dataset)
     return DataLoader(
-        dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
+        dataset, sampler=BatchSampler(sampler, batch_size, drop_last=drop_last), batch_size=None,
         **options,
     )
 
@@ -298,17 +304,24 @@ def balanced_loader(split: Split, batch_size: int = 64, steps: int = 100, seed: 
                       batch_size=None)  # fmt: skip
 
 
-def epochs_for_steps(n: int, batch_size: int, steps: int) -> tuple[int, int]:
-    """``(epochs, total_steps)`` for a step budget (chapter 3.3): an epoch over ``n`` examples
-    takes ``⌈n / batch_size⌉`` steps, so ``epochs = max(1, round(steps / ⌈n / B⌉))`` is the
-    number of epochs whose total is closest to ``steps``. Comparing training-set sizes at
-    equal *epochs* gives a small set far fewer updates; this keeps the updates equal."""
+def step_batches(n: int, batch_size: int, steps: int, seed: int = 0, drop_last: bool = False
+                 ) -> list[torch.Tensor]:  # fmt: skip
+    """Exactly ``steps`` mini-batches of indices into ``range(n)``: the shuffled epochs of
+    :func:`batch_loader` (same ``seed``, same order), one after another, cut when the budget is
+    spent (chapter 3.3). Comparing training-set sizes at equal *epochs* gives a small set far
+    fewer updates (20 examples in batches of 32: one step per epoch); a step budget keeps the
+    number of updates, and with ``drop_last`` the batch size, equal. ``batch_size`` larger than
+    ``n`` gives full batches of ``n``."""
     n = _checks.positive_int("n", n)
     batch_size = _checks.positive_int("batch_size", batch_size)
     steps = _checks.positive_int("steps", steps)
-    per_epoch = math.ceil(n / batch_size)
-    epochs = max(1, round(steps / per_epoch))
-    return epochs, epochs * per_epoch
+    index = torch.arange(n)
+    loader = batch_loader(Split(index, index), batch_size, shuffle=True, seed=seed,
+                          drop_last=drop_last)  # fmt: skip
+    batches: list[torch.Tensor] = []
+    while len(batches) < steps:
+        batches.extend(x for x, _ in loader)
+    return batches[:steps]
 
 
 def load_sample_photo(name: str = "china.jpg") -> torch.Tensor:
@@ -356,12 +369,14 @@ def load_mnist1d(num_samples: int = 4000, seed: int = 42, train_split: float = 0
 # --- an image folder on disk (chapter 3.3) -----------------------------------------------------
 
 
-def write_png_folder(images: torch.Tensor, labels: torch.Tensor, root) -> list[Path]:
+def write_png_folder(images: torch.Tensor, labels: torch.Tensor, root, compress_level: int = 6
+                     ) -> list[Path]:  # fmt: skip
     """Write ``images`` as PNG files into class folders, ``root/<label>/<index>.png`` — the
     layout of ``torchvision.datasets.ImageFolder`` (chapter 3.3). ``images``: ``(N, C, H, W)``
     with ``C`` 1 or 3, uint8 or float in ``[0, 1]`` (rounded to 8 bits). PNG is lossless:
     :class:`PNGFolder` reads back exactly the 8-bit pixels. Returns the paths in index order.
-    Encoded with Pillow (torchvision's own PNG codec is deprecated since torchvision 0.29)."""
+    Encoded with Pillow (torchvision's own PNG codec is deprecated since torchvision 0.29);
+    ``compress_level`` 0–9 trades file size for writing time (1: fast, larger files)."""
     from PIL import Image
 
     _checks.tensor("images", images, ndim=4, nonempty=True)
@@ -375,6 +390,7 @@ def write_png_folder(images: torch.Tensor, labels: torch.Tensor, root) -> list[P
         images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     elif images.dtype != torch.uint8:
         raise TypeError(f"images must be uint8 or floating point, got dtype {images.dtype}")
+    compress_level = _checks.integer("compress_level", compress_level, 0, 9)
     root = Path(root)
     width = len(str(len(images) - 1))
     paths = []
@@ -383,7 +399,8 @@ def write_png_folder(images: torch.Tensor, labels: torch.Tensor, root) -> list[P
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{index:0{width}d}.png"
         pixels = image.permute(1, 2, 0).numpy()  # (H, W, C) for Pillow
-        Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(path)
+        Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(
+            path, compress_level=compress_level)
         paths.append(path)
     return paths
 

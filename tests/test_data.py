@@ -150,12 +150,17 @@ def test_balanced_loader_draws_classes_equally_and_reproducibly():
     assert torch.equal(y[xs[:, 0].long()], ys)  # inputs and labels stay paired
 
 
-@pytest.mark.parametrize("n, batch, steps, expected", [
-    (21, 32, 300, (300, 300)), (1078, 32, 300, (9, 306)), (270, 32, 300, (33, 297)),
-    (64, 64, 1, (1, 1)), (1000, 10, 5, (1, 100)),
-])  # fmt: skip
-def test_epochs_for_steps_is_closest_to_the_budget(n, batch, steps, expected):
-    assert data.epochs_for_steps(n, batch, steps) == expected
+def test_step_batches_spend_exactly_the_budget_in_loader_order():
+    batches = data.step_batches(10, 4, 7, seed=3)
+    assert [len(b) for b in batches] == [4, 4, 2] * 2 + [4]
+    loader = data.batch_loader(data.Split(torch.arange(10), torch.arange(10)), 4, seed=3)
+    expected = [x for _ in range(3) for x, _ in loader][:7]
+    assert all(torch.equal(a, b) for a, b in zip(batches, expected, strict=True))
+    full = data.step_batches(10, 4, 5, seed=3, drop_last=True)
+    assert [len(b) for b in full] == [4] * 5
+    epoch = torch.cat(full[:2])
+    assert len(torch.unique(epoch)) == 8  # without replacement within an epoch
+    assert [len(b) for b in data.step_batches(3, 32, 4)] == [3] * 4  # full batches of n
 
 
 # --- an image folder on disk (chapter 3.3) -----------------------------------------------------
@@ -239,12 +244,15 @@ def _split(n=10):
     (lambda: data.class_subsample_indices(torch.arange(4) % 2, [0.5]), TypeError),
     (lambda: data.class_weights(torch.rand(4)), TypeError),
     (lambda: data.balanced_loader(_split(), steps=0), ValueError),
-    (lambda: data.epochs_for_steps(0, 8, 8), ValueError),
+    (lambda: data.step_batches(0, 8, 8), ValueError),
+    (lambda: data.step_batches(3, 8, 8, drop_last=True), ValueError),
     (lambda: data.write_png_folder(torch.rand(2, 2, 4, 4), torch.arange(2), "unused"),
      ValueError),
     (lambda: data.write_png_folder(torch.rand(2, 1, 4, 4), torch.arange(3), "unused"),
      ValueError),
     (lambda: data.PNGFolder(123), TypeError),
+    (lambda: data.write_png_folder(torch.rand(1, 1, 2, 2), torch.arange(1), "unused",
+                                   compress_level=10), ValueError),
 ])  # fmt: skip
 def test_bad_arguments_of_the_new_functions_fail_in_the_house_form(call, error):
     with pytest.raises(error, match="must be"):
