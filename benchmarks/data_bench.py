@@ -4,7 +4,11 @@
    batch in one ``grid_sample``) against torchvision's ``v2.RandomAffine`` applied image by
    image (the usual per-sample Dataset transform), same kind of transform. Prints the time ratio.
 2. Sparse × dense matrix product: CSR time / dense time against density for a few matrix sizes,
-   and the density where the ratio crosses 1 (log–log fit of the ratios between 0.1 and 10).
+   and the density where the ratio crosses 1 (log–log fit of the ratios between 0.1 and 10);
+   CSR with int32 indices against int64 indices at 1 % density.
+3. Data loading: an epoch of ``data.PNGFolder`` (PNG files decoded with Pillow and resized)
+   with 0 and 2 ``DataLoader`` workers (persistent), and of the in-memory ``data.batch_loader``
+   with 0 and 2 workers: where workers help and where they only add overhead.
 
 Each ratio is the median of the per-round ratios of the two variants timed in alternation
 (``course_lib.timing.interleaved``, the helper the chapters use), so that background load
@@ -16,9 +20,11 @@ touches both alike.
 from __future__ import annotations
 
 import argparse
+import tempfile
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from course_lib import augment, data, seed_everything, sparse, timing
@@ -63,6 +69,49 @@ def sparse_crossover(n: int, densities: list[float], rounds: int) -> tuple[float
         return float("nan"), ratios
     b, a = np.polyfit(np.log(np.array(densities)[near]), np.log(r[near]), deg=1)
     return float(np.exp(-a / b)), ratios
+
+
+def int32_csr_ratio(n: int, density: float, rounds: int) -> float:
+    """Median interleaved ratio time(CSR, int32 indices) / time(CSR, int64 indices)."""
+    A = sparse.random_sparse_matrix(n, n, density, seed=0)
+    B = torch.randn(n, 64)
+    csr64, csr32 = sparse.to_sparse(A, "csr"), sparse.to_sparse(A, "csr", torch.int32)
+    comparison = timing.interleaved(
+        {"int32": lambda: csr32 @ B, "int64": lambda: csr64 @ B}, rounds=5 * rounds, warmup=1
+    )
+    return comparison.ratio("int32", "int64")
+
+
+def loader_ratios(images: int, rounds: int) -> dict[str, float]:
+    """Epoch-time ratios 0 workers / 2 workers for a PNG folder and for in-memory tensors
+    (> 1: the workers are faster)."""
+    photo = data.load_sample_photo()
+    g = torch.Generator().manual_seed(0)
+    crops = []
+    for _ in range(images):
+        top = int(torch.randint(0, photo.shape[1] - 128, (1,), generator=g))
+        left = int(torch.randint(0, photo.shape[2] - 128, (1,), generator=g))
+        crops.append(photo[:, top:top + 128, left:left + 128])
+    with tempfile.TemporaryDirectory() as root:
+        data.write_png_folder(torch.stack(crops), torch.arange(images) % 2, root,
+                              compress_level=1)  # fmt: skip
+        folder = data.PNGFolder(root, transform=v2.Resize(64, antialias=True))
+        memory = data.Split(torch.stack([folder[i][0] for i in range(images)]),
+                            torch.zeros(images, dtype=torch.long))  # fmt: skip
+        loaders = {
+            "png, 0 workers": DataLoader(folder, batch_size=64),
+            "png, 2 workers": DataLoader(folder, batch_size=64, num_workers=2,
+                                         persistent_workers=True),  # fmt: skip
+            "memory, 0 workers": data.batch_loader(memory, 64),
+            "memory, 2 workers": data.batch_loader(memory, 64, num_workers=2,
+                                                   persistent_workers=True),  # fmt: skip
+        }
+        comparison = timing.interleaved(
+            {name: (lambda lo=lo: [x for x, _ in lo]) for name, lo in loaders.items()},
+            rounds=rounds, warmup=1,
+        )
+        return {kind: comparison.ratio(f"{kind}, 0 workers", f"{kind}, 2 workers")
+                for kind in ("png", "memory")}  # fmt: skip
 
 
 def measure(argv: list[str] | None = None) -> list[dict]:
@@ -118,6 +167,28 @@ def measure(argv: list[str] | None = None) -> list[dict]:
             "reference": "dense torch.mm",
             "ratio": crossover,
             "shown": f"density {crossover:.0%}",
+            "target": None,
+        })  # fmt: skip
+    ratio32 = int32_csr_ratio(1024, 0.01, args.rounds)
+    print(f"   CSR int32 / int64 indices, 1024×1024 at 1 %: time ratio {ratio32:.2f}×")
+    rows.append({
+        "benchmark": "data_bench",
+        "compared": f"speed-up, CSR with int32 indices at density 1%, 1024×1024 ({threads})",
+        "reference": "CSR with int64 indices",
+        "ratio": 1 / ratio32,
+        "target": None,
+    })  # fmt: skip
+
+    print("\n3. DataLoader epoch: 0 workers / 2 persistent workers (> 1: workers faster)")
+    ratios = loader_ratios(256, args.rounds)
+    for kind, ratio in ratios.items():
+        what = "256 PNG files decoded + resized" if kind == "png" else "256 in-memory images"
+        print(f"   {what:32s} {ratio:6.2f}×")
+        rows.append({
+            "benchmark": "data_bench",
+            "compared": f"speed-up, 2 DataLoader workers, {what}",
+            "reference": "0 workers (main process)",
+            "ratio": ratio,
             "target": None,
         })  # fmt: skip
     return rows
