@@ -366,7 +366,8 @@ def quantize_symmetric(tensor: torch.Tensor, bits: int = 8, axis: int | None = N
     dims = _reduce_dims(x, axis)
     qmax = 2 ** (bits - 1) - 1
     max_abs = x.abs().amax(dim=dims, keepdim=axis is not None) if dims else x.abs()
-    scale = torch.clamp(max_abs / qmax, min=_EPS)
+    # the smallest normal float as the floor: every non-zero slice, however small, uses ±Q
+    scale = torch.clamp(max_abs / qmax, min=torch.finfo(torch.float32).tiny)
     q = torch.clamp(torch.round(x * (1.0 / scale)), -qmax, qmax)
     values = q.to(torch.int8 if bits <= 8 else torch.int32)
     return AffineQuantized(values, scale, torch.zeros_like(scale, dtype=torch.int32))
