@@ -1,8 +1,10 @@
 """course_lib: the small, tested library behind *Optimizing Deep Learning Models*.
 
-One module per idea (see ``CONTRIBUTING.md``): ``optim``, ``prune``, ``distill``, ``data``,
-``augment``, ``train``, ``compress``, ``parallel``, ``models`` and ``plot``. The helpers every
-chapter needs first are re-exported here.
+One module per idea; the module map (``train``, ``experiment``, ``optim``, ``curvature``,
+``prune``, ``distill``, ``data``, ``scaling``, ``sparse``, ``online``, ``augment``, ``mixing``,
+``compress``, ``timing``, ``parallel``, ``models``, ``transformer``, ``lora``, ``text``,
+``cases``, ``plot``, ...) is in ``CONTRIBUTING.md``. The helpers every chapter needs first are
+re-exported here.
 """
 
 from course_lib.device import select_device
