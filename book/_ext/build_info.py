@@ -18,6 +18,18 @@ from sphinx.util.docutils import SphinxDirective
 
 PACKAGES = {"PyTorch": "torch", "torchvision": "torchvision", "course_lib": "course_lib"}
 USERS_KEY = "build_info_docs"
+ENGLISH = {
+    "start": "This copy of the book was built on {when} with ",
+    "comma": ", ",
+    "and": " and ",
+    "end": ", on {system}.",
+}
+CHINESE = {
+    "start": "本书的这一副本构建于 {when}，所用环境为 ",
+    "comma": "、",
+    "and": " 和 ",
+    "end": "，运行于 {system}。",
+}
 
 
 def build_date() -> datetime.datetime:
@@ -48,15 +60,20 @@ class BuildInfo(SphinxDirective):
         users = getattr(self.env, USERS_KEY, set())
         users.add(self.env.docname)
         setattr(self.env, USERS_KEY, users)
-        paragraph = nodes.paragraph(classes=["build-info"])
+        # Not a gettext message (its date changes with every build): the Chinese edition
+        # (tools/translations.py) gets its own wording here instead.
+        paragraph = nodes.paragraph(classes=["build-info"], translatable=False)
         when = f"{build_date():%Y-%m-%d %H:%M} UTC"
-        paragraph += nodes.Text(f"This copy of the book was built on {when} with ")
+        chinese = (self.config.language or "").startswith("zh")
+        words = CHINESE if chinese else ENGLISH
+        paragraph += nodes.Text(words["start"].format(when=when))
         for i, (label, value) in enumerate(facts()):
             if i:
-                paragraph += nodes.Text(", " if i < len(PACKAGES) else " and ")
+                paragraph += nodes.Text(words["comma"] if i < len(PACKAGES) else words["and"])
             paragraph += nodes.Text(f"{label} ")
             paragraph += nodes.literal(value, value)
-        paragraph += nodes.Text(f", on {platform.system()} {platform.machine()}.")
+        system = f"{platform.system()} {platform.machine()}"
+        paragraph += nodes.Text(words["end"].format(system=system))
         return [paragraph]
 
 

@@ -1,0 +1,320 @@
+"""The Chinese edition (中文版): one English source, translations kept in gettext catalogues.
+
+Sphinx's internationalisation, which Jupyter Book 1 builds on, does the work:
+
+* :func:`extract`: the ``gettext`` builder writes one ``.pot`` catalogue per page of the TOC
+  (prose pages and the Markdown cells of the notebooks) to ``_build/gettext``. Notebooks are
+  *not* executed for this (``nb_execution_mode = "off"``): the messages are the text the
+  authors wrote, never the outputs that cells print at run time (those stay English: numbers
+  and names).
+* :func:`update`: ``sphinx-intl update`` merges the ``.pot`` files into the repository's
+  catalogues ``locales/zh_CN/LC_MESSAGES/<page>.po``: a new English message arrives with an
+  empty translation, a changed one keeps its old translation marked *fuzzy*, a deleted one
+  is dropped (a catalogue entry that matches no message is reported *obsolete*).
+* :func:`coverage`: every message of the current English text against the catalogues —
+  translated, missing, fuzzy, obsolete. ``tests/test_translations.py`` fails unless all of
+  them are translated and none is fuzzy or obsolete, so a change to an English sentence forces
+  its Chinese sentence to be updated in the same change.
+* :func:`build`: the Chinese site, from the same sources and the same executed notebooks
+  (the book's jupyter-cache), into ``_build/html/zh`` beside the English pages.
+
+Usage: ``python tools/translations.py extract|update|check|build``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this folder is sys.path[0], and its notebook_cache.py would shadow the
+# Sphinx extension of the same name in book/_ext.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+LANGUAGE = "zh_CN"
+LOCALES = ROOT / "locales"
+POT_DIR = ROOT / "_build" / "gettext"
+HTML_DIR = ROOT / "_build" / "html"
+ZH_HTML_DIR = HTML_DIR / "zh"
+CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
+ZH_TITLE = "优化深度学习模型——可执行课程"
+
+
+def _build(
+    outdir: Path,
+    doctreedir: Path,
+    builder: str,
+    overrides: dict,
+    *,
+    quiet: bool = False,
+    warningiserror: bool = False,
+    source: Path = ROOT,
+) -> int:
+    """One Sphinx build of the book in ``source`` with Jupyter Book's configuration."""
+    from jupyter_book.sphinx import build_sphinx
+
+    confoverrides = {
+        "external_toc_path": "_toc.yml",
+        "latex_individualpages": False,
+        **overrides,
+    }
+    result = build_sphinx(
+        source,
+        outdir,
+        noconfig=True,
+        path_config=str(source / "_config.yml"),
+        confoverrides=confoverrides,
+        doctreedir=doctreedir,
+        builder=builder,
+        quiet=quiet,
+        warningiserror=warningiserror,
+        keep_going=warningiserror,
+    )
+    if isinstance(result, Exception):
+        raise result
+    return int(result)
+
+
+def extract(pot_dir: Path = POT_DIR, *, source: Path = ROOT, quiet: bool = True) -> Path:
+    """Write the English messages of every page to ``pot_dir`` (``<page>.pot``)."""
+    pot_dir = Path(pot_dir)
+    status = _build(
+        pot_dir,
+        pot_dir.parent / ".doctrees-gettext",
+        "gettext",
+        {"nb_execution_mode": "off"},
+        quiet=quiet,
+        source=source,
+    )
+    if status:
+        raise RuntimeError(f"the gettext build of {source} failed (status {status})")
+    return pot_dir
+
+
+def update(
+    pot_dir: Path = POT_DIR, locales: Path = LOCALES, *, source: Path = ROOT
+) -> dict:
+    """Extract the messages, then merge them into ``locales/zh_CN/LC_MESSAGES/*.po``."""
+    from sphinx_intl import basic
+
+    extract(pot_dir, source=source)
+    return basic.update(
+        str(locales), str(pot_dir), (LANGUAGE,), ignore_obsolete=True, jobs=1
+    )
+
+
+@dataclass
+class Coverage:
+    """Messages of the English text (``.pot``) against their translations (``.po``)."""
+
+    total: int = 0
+    translated: int = 0
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (page, msgid)
+    fuzzy: list[tuple[str, str]] = field(default_factory=list)
+    obsolete: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.translated / self.total if self.total else 100.0
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.translated == self.total and not self.fuzzy and not self.obsolete
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{LANGUAGE}: {self.translated}/{self.total} messages translated "
+            f"({self.percent:.1f} %), {len(self.missing)} missing, "
+            f"{len(self.fuzzy)} fuzzy, {len(self.obsolete)} obsolete"
+        )
+
+    def problems(self, limit: int = 20) -> str:
+        lines = []
+        for kind, entries in (
+            ("missing", self.missing),
+            ("fuzzy", self.fuzzy),
+            ("obsolete", self.obsolete),
+        ):
+            for page, msgid in entries[:limit]:
+                lines.append(f"  {kind:8} {page}: {msgid[:90]!r}")
+        return "\n".join(lines)
+
+
+def _read(path: Path):
+    from babel.messages.pofile import read_po
+
+    with open(path, "rb") as handle:
+        return read_po(handle, locale=LANGUAGE if path.suffix == ".po" else None)
+
+
+def _msgid(message) -> str:
+    return message.id if isinstance(message.id, str) else message.id[0]
+
+
+def coverage(pot_dir: Path = POT_DIR, locales: Path = LOCALES) -> Coverage:
+    """Compare every message of ``pot_dir`` with the catalogues under ``locales``."""
+    pot_dir, po_dir = Path(pot_dir), Path(locales) / LANGUAGE / "LC_MESSAGES"
+    result = Coverage()
+    pages = set()
+    for pot in sorted(pot_dir.rglob("*.pot")):
+        page = pot.relative_to(pot_dir).with_suffix("").as_posix()
+        pages.add(page)
+        po_path = po_dir / f"{page}.po"
+        catalog = _read(po_path) if po_path.is_file() else None
+        for message in _read(pot):
+            if not message.id:
+                continue
+            msgid = _msgid(message)
+            result.total += 1
+            entry = catalog.get(message.id) if catalog is not None else None
+            if entry is None or not entry.string:
+                result.missing.append((page, msgid))
+            elif entry.fuzzy:
+                result.fuzzy.append((page, msgid))
+            else:
+                result.translated += 1
+        if catalog is not None:
+            wanted = {m.id for m in _read(pot) if m.id}
+            for message in catalog:
+                if message.id and message.id not in wanted:
+                    result.obsolete.append((page, _msgid(message)))
+            for message in catalog.obsolete.values():
+                result.obsolete.append((page, _msgid(message)))
+    for po_path in sorted(po_dir.rglob("*.po")) if po_dir.is_dir() else []:
+        page = po_path.relative_to(po_dir).with_suffix("").as_posix()
+        if page not in pages:
+            result.obsolete.append((page, "(the whole catalogue: no such page)"))
+    return result
+
+
+# What a translation must carry over unchanged from its English message: inline code, math,
+# the targets of MyST roles ({term}`shown <target>` keeps target; {cite}`key` keeps key) and
+# the URLs of links. The displayed text of a role or a link may be translated.
+_CODE = re.compile(r"(?<![`{])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+_MATH = re.compile(r"\$\$.+?\$\$|(?<![\\$])\$(?!\s)[^$\n]+?(?<![\s\\])\$")
+_ROLE = re.compile(r"\{([a-z:-]+)\}`([^`]*)`")
+_URL = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>\s]+)>")
+_TERM_TARGET = re.compile(r"^(?:.*<)?([^<>]+?)>?$", re.S)
+
+
+def _role_targets(text: str) -> list[str]:
+    targets = []
+    for role, content in _ROLE.findall(text):
+        if role in {"term", "doc", "ref", "numref", "download"}:
+            match = re.fullmatch(r"(?s).*<([^<>]+)>", content)
+            targets.append(f"{role}:{match.group(1) if match else content}")
+        else:  # {cite}, {cite:t}, {eq}, {math}: the content itself
+            targets.append(f"{role}:{content}")
+    return sorted(targets)
+
+
+def _invariants(text: str) -> dict[str, list[str]]:
+    without_roles = _ROLE.sub(" ", text)
+    return {
+        "inline code": sorted(m.group(0) for m in _CODE.finditer(without_roles)),
+        "math": sorted(_MATH.findall(_CODE.sub(" ", without_roles))),
+        "role targets": _role_targets(text),
+        "link URLs": sorted("".join(m) for m in _URL.findall(text)),
+    }
+
+
+def lint(locales: Path = LOCALES, paths: list[Path] | None = None) -> list[str]:
+    """Translations that lost or changed a piece of code, math, a role's target or a URL.
+
+    A role whose target is spelt out may change its shown text ({term}`剪枝 <pruning>` for
+    {term}`pruning`), so {term} and {doc} roles are compared by target only.
+    """
+
+    def target_of(entry: str) -> str:
+        role, _, content = entry.partition(":")
+        return entry if role not in {"term", "doc"} else f"{role}:{content}"
+
+    po_dir = Path(locales) / LANGUAGE / "LC_MESSAGES"
+    problems = []
+    for po_path in paths or sorted(po_dir.rglob("*.po")):
+        for message in _read(Path(po_path)):
+            if not message.id or not message.string:
+                continue
+            source, translation = _invariants(_msgid(message)), _invariants(message.string)
+            for kind, expected in source.items():
+                got = translation[kind]
+                if kind == "role targets":
+                    expected = sorted(map(target_of, _normalise_terms(expected)))
+                    got = sorted(map(target_of, _normalise_terms(got)))
+                if expected != got:
+                    missing = sorted(set(expected) - set(got))
+                    extra = sorted(set(got) - set(expected))
+                    problems.append(
+                        f"{Path(po_path).name}: {kind} differ (missing {missing}, "
+                        f"extra {extra}) in {_msgid(message)[:70]!r}"
+                    )
+    return problems
+
+
+def _normalise_terms(entries: list[str]) -> list[str]:
+    """{term}`Pruning` and {term}`pruning` name the same glossary entry (case-insensitive)."""
+    return [e.lower() if e.startswith("term:") else e for e in entries]
+
+
+def build(*, quiet: bool = False, out: Path | None = None, execute: bool = True) -> float:
+    """Build the Chinese site into ``_build/html/zh``; returns the seconds it took.
+
+    The notebooks' outputs come from the English build's jupyter-cache (run ``make book``
+    first, or the build executes what is missing). ``execute=False`` (with ``out``, a
+    scratch folder) renders the pages without outputs: a quick check of the translations.
+    """
+    start = time.perf_counter()
+    outdir = Path(out) if out else ZH_HTML_DIR
+    overrides = {
+        "language": LANGUAGE,
+        "html_title": ZH_TITLE,
+        "nb_execution_cache_path": str(CACHE_DIR),
+    }
+    if not execute:
+        overrides["nb_execution_mode"] = "off"
+    doctrees = ROOT / "_build" / ".doctrees-zh" if out is None else outdir / ".doctrees"
+    status = _build(outdir, doctrees, "html", overrides, quiet=quiet, warningiserror=True)
+    if status:
+        raise SystemExit(status)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["extract", "update", "check", "lint", "build"])
+    parser.add_argument("files", nargs="*", type=Path, help="lint: these .po files only")
+    parser.add_argument("--out", type=Path, help="build: into this folder, not _build/html/zh")
+    parser.add_argument(
+        "--no-execute", action="store_true", help="build: no notebook outputs (quick check)"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "extract":
+        print(f"messages extracted to {extract()}")
+    elif args.command == "update":
+        print(update())
+        print(coverage().summary())
+    elif args.command == "check":
+        result = coverage(extract())
+        print(result.summary())
+        if not result.complete:
+            print(result.problems())
+            return 1
+    elif args.command == "lint":
+        problems = lint(paths=args.files or None)
+        print("\n".join(problems) or "translations: code, math, role targets and URLs kept")
+        return 1 if problems else 0
+    else:
+        seconds = build(out=args.out, execute=not args.no_execute)
+        where = args.out or ZH_HTML_DIR
+        print(f"translations: the {LANGUAGE} edition built in {seconds:.0f} s: {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
