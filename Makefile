@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.10+ and pip:
-#   make book   set up .venv, execute every notebook (two at a time), build the HTML book
+#   make book   set up .venv, execute every notebook (two at a time), build the HTML book in
+#               English (_build/html) and Chinese (_build/html/zh)
 #   make test   set up .venv and Chromium, lint, unit tests, the book, nbval re-executing the
 #               book's executed notebooks and comparing every output, checks of the built book
 #               and of its pages in a real browser
@@ -32,8 +33,11 @@ setup: $(STAMP)
 # Executes the notebooks that have no cached outputs, JOBS at a time, into _build/.jupyter_cache,
 # then renders every page from it (book/_ext/notebook_cache.py). A change to course_lib/,
 # requirements.txt or pyproject.toml empties the cache first: outputs are never stale.
+# Then the Chinese edition (tools/translations.py) from the same sources, the same executed
+# notebooks and the catalogues in locales/zh_CN, into _build/html/zh (warnings are errors too).
 book: setup
 	COURSE_JOBS=$(JOBS) $(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) tools/translations.py build
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,6 +1,7 @@
 """The built book in a real browser: Debian's headless Chromium driven by Playwright.
 
-The site in ``_build/html`` is served on 127.0.0.1 and every page of the TOC is opened. A page
+The site in ``_build/html`` is served on 127.0.0.1 and every page of the TOC is opened, in the
+English edition and in the Chinese one (``zh/``, ``tools/translations.py``). A page
 passes when it loads with no console error, no failed or external request, no broken image and
 no broken internal link (target file and ``#anchor``); when its math was typeset by the MathJax
 served from the site (no raw ``$$``, no MathJax error node); when its Chinese text is drawn with
@@ -42,7 +43,8 @@ CHROMIUM_FLAGS = [  # as on this machine's probe: no background traffic on a clo
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = toc_files()
+# Every page of the TOC in both editions: the English site and the Chinese one in zh/.
+PAGES = toc_files() + [f"zh/{entry}" for entry in toc_files()]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -235,7 +237,7 @@ def test_page_renders_in_a_real_browser(entry, site, browser):
         if cjk:
             problems.append(cjk)
 
-        if entry.startswith("notebooks/"):
+        if entry.removeprefix("zh/").startswith("notebooks/"):
             inputs = page.locator("div.cell:not(.tag_hide-cell) div.cell_input")
             outputs = page.locator("div.cell:not(.tag_hide-cell) div.cell_output")
             if inputs.count() == 0 or not inputs.first.is_visible():

@@ -275,6 +275,7 @@ def build(*, quiet: bool = False, out: Path | None = None, execute: bool = True)
         "language": LANGUAGE,
         "html_title": ZH_TITLE,
         "nb_execution_cache_path": str(CACHE_DIR),
+        "nitpicky": True,  # as the English build's `jupyter-book build -n`
     }
     if not execute:
         overrides["nb_execution_mode"] = "off"
