@@ -27,6 +27,7 @@ import argparse
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,9 +215,22 @@ def _role_targets(text: str) -> list[str]:
     return sorted(targets)
 
 
+def _emphasis(text: str) -> list[str]:
+    """Bold and italic spans as Markdown parses them: ``**{term}`x`**中文`` parses as literal
+    asterisks (CommonMark's flanking rules: punctuation inside, a letter outside), so a
+    translation that glues a marker to a Chinese character loses its bold."""
+    from markdown_it import MarkdownIt
+
+    kinds = []
+    for token in MarkdownIt("commonmark").parseInline(text):
+        kinds += [child.type for child in token.children or [] if child.type.endswith("_open")]
+    return sorted(k for k in kinds if k in {"strong_open", "em_open"})
+
+
 def _invariants(text: str) -> dict[str, list[str]]:
     without_roles = _ROLE.sub(" ", text)
     return {
+        "bold/italic spans": _emphasis(text),
         "inline code": sorted(m.group(0) for m in _CODE.finditer(without_roles)),
         "math": sorted(_MATH.findall(_CODE.sub(" ", without_roles))),
         "role targets": _role_targets(text),
@@ -248,8 +262,8 @@ def lint(locales: Path = LOCALES, paths: list[Path] | None = None) -> list[str]:
                     expected = sorted(map(target_of, _normalise_terms(expected)))
                     got = sorted(map(target_of, _normalise_terms(got)))
                 if expected != got:
-                    missing = sorted(set(expected) - set(got))
-                    extra = sorted(set(got) - set(expected))
+                    missing = sorted((Counter(expected) - Counter(got)).elements())
+                    extra = sorted((Counter(got) - Counter(expected)).elements())
                     problems.append(
                         f"{Path(po_path).name}: {kind} differ (missing {missing}, "
                         f"extra {extra}) in {_msgid(message)[:70]!r}"
