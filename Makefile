@@ -61,11 +61,11 @@ book-check: book
 chromium: setup
 	$(PY) tools/chromium.py --ensure >/dev/null
 
-# The built site in headless Chromium (Playwright drives it; no browser download): every TOC
-# page, console errors, images, internal links, MathJax, Chinese glyphs; screenshots in
-# _build/screenshots.
+# The built site in headless Chromium (Playwright drives it; no browser download), JOBS pages
+# at a time: every TOC page of both editions, console errors, images, internal links, MathJax,
+# Chinese glyphs; screenshots in _build/screenshots.
 browser: book chromium
-	COURSE_CHROMIUM="$$($(PY) tools/chromium.py)" $(PY) -m pytest -p no:cacheprovider -s \
+	COURSE_CHROMIUM="$$($(PY) tools/chromium.py)" $(PY) -m pytest -p no:cacheprovider -n $(JOBS) \
 		-m browser tests
 
 test: lint unit book nbval book-check browser
