@@ -12,7 +12,6 @@ STAMP  := $(VENV)/.requirements-installed
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 # Notebooks executed at a time, by the book build and by nbval (each notebook uses one thread).
 JOBS   ?= 2
-NBVAL_DIR := _build/nbval
 # tools/nbval_jupyter.py: nbval executes cells as Jupyter does (a trailing ";" hides the value).
 NBVAL_OPTIONS := -p tools.nbval_jupyter --nbval --nbval-current-env --nbval-cell-timeout=300 \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg
@@ -47,11 +46,11 @@ unit: setup
 
 # The book's executed notebooks (from the cache) executed again by nbval, JOBS at a time, in
 # strict mode: every output of every cell must equal the one in the book, after the masks of
-# tests/nbval_sanitize.cfg (wall-clock times printed after ⏱, memory addresses, ...).
+# tests/nbval_sanitize.cfg (wall-clock times printed after ⏱, memory addresses, ...). Only the
+# notebooks whose executed copy has not passed before are executed (tools/nbval_run.py: all of
+# them on a fresh clone or after a course_lib change); NBVAL_ALL=1 executes every notebook.
 nbval: book
-	$(PY) tools/notebook_cache.py export $(NBVAL_DIR)
-	$(PY) -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile $(NBVAL_OPTIONS) \
-		$(NBVAL_DIR)/notebooks
+	$(PY) tools/nbval_run.py --jobs $(JOBS) $(if $(NBVAL_ALL),--all) -- $(NBVAL_OPTIONS)
 
 book-check: book
 	$(PY) -m pytest -m book tests
