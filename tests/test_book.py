@@ -15,6 +15,8 @@ from tools import notebook_cache
 
 pytestmark = pytest.mark.book
 HTML = ROOT / "_build" / "html"
+# The English site and the Chinese edition (tools/translations.py) beside it, in zh/.
+EDITIONS = ["", "zh/"]
 # Pages whose results are tables of intervals only (no figure yet): 06's tool tables, and the
 # sections added in this wave that report paired intervals as tables. A plot for each of the
 # 3.2b and 5.3-5.6 sections is still to come; removing a name here makes the check apply.
@@ -34,19 +36,21 @@ def built_book():
         pytest.fail("the book is not built: run `make book` before `pytest -m book`")
 
 
-def page(entry: str) -> str:
-    return (HTML / f"{entry}.html").read_text(encoding="utf-8")
+def page(entry: str, edition: str = "") -> str:
+    return (HTML / f"{edition}{entry}.html").read_text(encoding="utf-8")
 
 
-def test_every_toc_entry_has_a_page():
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_every_toc_entry_has_a_page(edition):
     for entry in toc_files():
-        assert (HTML / f"{entry}.html").is_file(), f"no HTML page for {entry}"
+        assert (HTML / f"{edition}{entry}.html").is_file(), f"no HTML page for {edition}{entry}"
 
 
+@pytest.mark.parametrize("edition", EDITIONS)
 @pytest.mark.parametrize("entry", [f for f in toc_files() if f.startswith("notebooks/")])
-def test_notebook_pages_show_executed_outputs_and_figures(entry):
-    html = page(entry)
-    assert "cell_output" in html, f"{entry}: no executed outputs in the page"
+def test_notebook_pages_show_executed_outputs_and_figures(entry, edition):
+    html = page(entry, edition)
+    assert "cell_output" in html, f"{edition}{entry}: no executed outputs in the page"
     if entry not in TEXT_ONLY:
         assert re.search(r'<img [^>]*src="[^"]*_images/', html), f"{entry}: no figure in the page"
     assert "Traceback" not in html or "raises-exception" in html, f"{entry}: an error escaped"
@@ -59,18 +63,53 @@ def test_math_is_typeset_markup_and_mathjax_is_local():
         assert not re.search(r"<script[^>]+src=\"https?://[^\"]*mathjax", text, re.I), (
             f"{path} loads MathJax from a CDN"
         )
-    assert 'src="../_static/mathjax/tex-chtml.js' in page("notebooks/01_background")
+    for edition in EDITIONS:
+        assert (HTML / edition / "_static" / "mathjax" / "tex-chtml.js").is_file()
+        html = page("notebooks/01_background", edition)
+        assert 'src="../_static/mathjax/tex-chtml.js' in html, f"{edition}: MathJax not local"
     assert "\\(" in page("notebooks/01_background") or "math notranslate" in page(
         "notebooks/01_background"
     )
 
 
-def test_colab_button_opens_the_notebook_on_main():
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_colab_button_opens_the_notebook_on_main(edition):
+    """Both editions open the same (English) notebook on Colab."""
     repo = config()["repository"]
     slug = repo["url"].removeprefix("https://github.com/")
     for entry in (f for f in toc_files() if f.startswith("notebooks/")):
         expected = f"https://colab.research.google.com/github/{slug}/blob/main/{entry}.ipynb"
-        assert expected in page(entry), f"{entry}: Colab link missing or wrong"
+        assert expected in page(entry, edition), f"{edition}{entry}: Colab link missing or wrong"
+
+
+def _switch(html: str) -> str:
+    match = re.search(r'<a class="btn btn-sm course-language-switch" href="([^"]+)"', html)
+    assert match, "no language switch in the page header"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("entry", toc_files())
+def test_language_switch_links_each_page_to_its_translation(entry):
+    """The header's switch leads from the English page to the Chinese one and back."""
+    english, chinese = HTML / f"{entry}.html", HTML / "zh" / f"{entry}.html"
+    to_chinese = (english.parent / _switch(page(entry))).resolve()
+    assert to_chinese == chinese.resolve(), f"{entry}: the switch leads to {to_chinese}"
+    back = (chinese.parent / _switch(page(entry, "zh/"))).resolve()
+    assert back == english.resolve(), f"zh/{entry}: the switch leads to {back}"
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("entry", toc_files())
+def test_chinese_pages_are_translated(entry):
+    """Each Chinese page declares its language and has a Chinese title of its own; the
+    drift test (tests/test_translations.py) checks that every message is translated."""
+    html = page(entry, "zh/")
+    assert '<html lang="zh-CN"' in html, f"zh/{entry}: not declared as Chinese"
+    title = re.search(r"<h1>(.*?)<", html, re.S)
+    assert title and CJK.search(title.group(1)), f"zh/{entry}: title {title and title[1]!r}"
+    assert title.group(1) != re.search(r"<h1>(.*?)<", page(entry), re.S).group(1)
 
 
 def test_bibliography_renders_citations():
@@ -78,9 +117,11 @@ def test_bibliography_renders_citations():
     assert "Distilling the Knowledge" in html or "Adam" in html
 
 
-def test_execution_report_states_date_and_versions():
-    html = page("book/execution-report")
-    assert re.search(r"built on \d{4}-\d\d-\d\d \d\d:\d\d UTC", html), "no build date"
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_execution_report_states_date_and_versions(edition):
+    html = page("book/execution-report", edition)
+    built = r"built on" if not edition else r"构建于"
+    assert re.search(rf"{built} \d{{4}}-\d\d-\d\d \d\d:\d\d UTC", html), "no build date"
     for label, version in [
         ("Python", platform.python_version()),
         ("PyTorch", metadata.version("torch")),
