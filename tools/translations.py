@@ -43,6 +43,7 @@ HTML_DIR = ROOT / "_build" / "html"
 ZH_HTML_DIR = HTML_DIR / "zh"
 CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
 ZH_TITLE = "优化深度学习模型——可执行课程"
+ZH_PROMPT_SHOW, ZH_PROMPT_HIDE = "展开代码单元", "收起代码单元"
 
 
 def _build(
@@ -290,6 +291,9 @@ def build(*, quiet: bool = False, out: Path | None = None, execute: bool = True)
         "html_title": ZH_TITLE,
         "nb_execution_cache_path": str(CACHE_DIR),
         "nitpicky": True,  # as the English build's `jupyter-book build -n`
+        # MyST-NB's toggle of hidden cells ("Show code cell source"), in Chinese
+        "nb_code_prompt_show": ZH_PROMPT_SHOW,
+        "nb_code_prompt_hide": ZH_PROMPT_HIDE,
     }
     if not execute:
         overrides["nb_execution_mode"] = "off"
