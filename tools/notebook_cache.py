@@ -41,11 +41,6 @@ DIGEST_FILE = "course_inputs.sha256"
 IGNORED_PARTS = {"__pycache__", ".ipynb_checkpoints"}
 IGNORED_SUFFIXES = {".pyc", ".pyo"}
 DEFAULT_JOBS = 2
-# Migration (issue 14): cells tagged `timing` printed raw wall-clock numbers; until every one
-# prints them in the marked format of CONTRIBUTING.md ("⏱ 12.3 ms"), nbval ignores their
-# outputs (still executing them). Delete this, and the tags, in the notebook pass.
-OUTPUT_EXEMPT_TAG = "timing"
-NBVAL_IGNORE_TAG = "nbval-ignore-output"
 
 
 def input_files(root: Path = ROOT) -> list[Path]:
@@ -211,8 +206,8 @@ def export_executed(
 
     ``destination`` is emptied first, then holds the files of ``source_dir`` (default:
     ``notebooks/``) but its notebooks, so that each notebook runs in a folder like its own,
-    and the executed copy of each notebook of ``paths``. Cells tagged
-    :data:`OUTPUT_EXEMPT_TAG` get nbval's ignore-output tag.
+    and the executed copy of each notebook of ``paths``, every cell's outputs as executed (nbval
+    compares all of them; wall-clock numbers are masked by its sanitizer, not exempted here).
     Raises ``RuntimeError`` when the cache is stale or lacks a notebook (build the book)."""
     from jupyter_cache import get_cache
 
@@ -237,10 +232,6 @@ def export_executed(
             raise RuntimeError(
                 f"{path.name} has no executed copy in {cache_dir}: run `make book` first"
             ) from None
-        for cell in executed.cells:
-            tags = cell.get("metadata", {}).get("tags", [])
-            if OUTPUT_EXEMPT_TAG in tags and NBVAL_IGNORE_TAG not in tags:
-                cell.metadata["tags"] = [*tags, NBVAL_IGNORE_TAG]
         out = target / Path(path).name
         nbformat.write(executed, out)
         written.append(out)
