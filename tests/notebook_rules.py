@@ -13,7 +13,13 @@ from benchmarks.notebook_times import toc_entries
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 SETUP_MARKER = '"google.colab" in sys.modules'
-PIP_URL = re.compile(r'%pip install -q "course_lib @ git\+(?P<url>\S+?)@(?P<branch>[\w.-]+)"')
+# The setup cell names the repository once (a line of at most 88 characters) and installs from it;
+# IPython expands {REPOSITORY} in the magic's line.
+PIP_URL = re.compile(
+    r'^REPOSITORY = "(?P<url>\S+?)"\n(?:.*\n)*?'
+    r'\s*%pip install -q "course_lib @ git\+\{REPOSITORY\}@(?P<branch>[\w.-]+)"',
+    re.M,
+)
 
 
 def config() -> dict:

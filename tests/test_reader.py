@@ -148,13 +148,18 @@ def test_chapter_has_three_exercises_with_hidden_solutions(stem):
 def run_setup_cell(source: str, on_colab: bool) -> list[tuple[str, str]]:
     """Execute a notebook's setup cell as IPython would; return the magics it ran."""
     calls: list[tuple[str, str]] = []
-    shell = types.SimpleNamespace(run_line_magic=lambda name, line: calls.append((name, line)))
+    namespace: dict = {}
+    # IPython's run_line_magic expands {name} in the line from the caller's variables.
+    shell = types.SimpleNamespace(
+        run_line_magic=lambda name, line: calls.append((name, line.format(**namespace)))
+    )
+    namespace["get_ipython"] = lambda: shell
     python = TransformerManager().transform_cell(source)
     saved = sys.modules.pop("google.colab", None)
     if on_colab:
         sys.modules["google.colab"] = types.ModuleType("google.colab")
     try:
-        exec(compile(python, "<setup cell>", "exec"), {"get_ipython": lambda: shell})
+        exec(compile(python, "<setup cell>", "exec"), namespace)
     finally:
         sys.modules.pop("google.colab", None)
         if saved is not None:
