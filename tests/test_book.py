@@ -164,3 +164,37 @@ def test_cells_tagged_raises_exception_raised():
                 if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
                     quiet.append(f"{entry}: cell {index}")
     assert not quiet, "cells tagged raises-exception that raised nothing: " + ", ".join(quiet)
+
+
+def test_every_printed_sentence_has_a_current_translation(tmp_path):
+    """The drift test of what cells print as Markdown (tools/translations.py): every block of
+    every Markdown output of the executed book, as a template with its numbers as slots, has
+    a translation that is not fuzzy, and no catalogue translates a block that is gone."""
+    from tools import translations
+
+    result = translations.coverage(translations.extract_outputs(tmp_path / "pot"))
+    print("outputs:", result.summary())
+    assert result.total > 100, f"only {result.total} output templates: is the cache read?"
+    assert result.complete, (
+        f"{result.summary()}\n{result.problems()}\n"
+        "run `python tools/translations.py update` (after `make book`) and translate them"
+    )
+
+
+def test_printed_sentences_are_translated_on_the_chinese_pages():
+    """A printed sentence appears translated, with the English page's numbers, on the Chinese
+    page: the first translated template of 3.2's outputs, filled with its own values."""
+    from tools import translations
+
+    table = translations.output_translations()
+    markdowns = translations.executed_outputs()["notebooks/03_2_pruning"]
+    for markdown in markdowns:
+        for block, translatable in translations.output_blocks(markdown):
+            template, values = translations.output_template(block)
+            if translatable and template in table and values and "|" not in block:
+                chinese = translations.fill_template(table[template], values)
+                text = re.sub(r"[*`$]", "", chinese).split("\n")[0][:12]
+                html = re.sub(r"<[^>]+>", "", page("notebooks/03_2_pruning", "zh/"))
+                assert text in html, f"zh/notebooks/03_2_pruning: {text!r} not in the page"
+                return
+    pytest.fail("no translated printed sentence with values found in 3.2's outputs")

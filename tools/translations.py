@@ -18,13 +18,17 @@ Sphinx's internationalisation, which Jupyter Book 1 builds on, does the work:
 * :func:`build`: the Chinese site, from the same sources and the same executed notebooks
   (the book's jupyter-cache), into ``_build/html/zh`` beside the English pages.
 
-Usage: ``python tools/translations.py extract|update|check|build``.
+Sentences that cells print as Markdown at run time are catalogued as templates (their numbers
+replaced by slots) under ``locales/zh_CN/LC_MESSAGES/outputs/``; see :func:`output_template`.
+
+Usage: ``python tools/translations.py extract|update|check|lint|build``.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -101,9 +105,13 @@ def update(
     pot_dir: Path = POT_DIR, locales: Path = LOCALES, *, source: Path = ROOT
 ) -> dict:
     """Extract the messages, then merge them into ``locales/zh_CN/LC_MESSAGES/*.po``."""
+    extract(pot_dir, source=source)
+    return _merge(pot_dir, locales)
+
+
+def _merge(pot_dir: Path, locales: Path) -> dict:
     from sphinx_intl import basic
 
-    extract(pot_dir, source=source)
     return basic.update(
         str(locales), str(pot_dir), (LANGUAGE,), ignore_obsolete=True, jobs=1
     )
@@ -188,9 +196,10 @@ def coverage(pot_dir: Path = POT_DIR, locales: Path = LOCALES) -> Coverage:
                     result.obsolete.append((page, _msgid(message)))
             for message in catalog.obsolete.values():
                 result.obsolete.append((page, _msgid(message)))
+    folders = {page.split("/")[0] for page in pages}  # book/ and notebooks/, or outputs/
     for po_path in sorted(po_dir.rglob("*.po")) if po_dir.is_dir() else []:
         page = po_path.relative_to(po_dir).with_suffix("").as_posix()
-        if page not in pages:
+        if page.split("/")[0] in folders and page not in pages:
             result.obsolete.append((page, "(the whole catalogue: no such page)"))
     return result
 
@@ -231,6 +240,7 @@ def _emphasis(text: str) -> list[str]:
 def _invariants(text: str) -> dict[str, list[str]]:
     without_roles = _ROLE.sub(" ", text)
     return {
+        "value slots": sorted(set(_SLOT.findall(text))),
         "bold/italic spans": _emphasis(text),
         "inline code": sorted(m.group(0) for m in _CODE.finditer(without_roles)),
         "math": sorted(_MATH.findall(_CODE.sub(" ", without_roles))),
@@ -277,6 +287,154 @@ def _normalise_terms(entries: list[str]) -> list[str]:
     return [e.lower() if e.startswith("term:") else e for e in entries]
 
 
+# --- Sentences that cells print as Markdown at run time -------------------------------------
+# They are not in the sources, so the gettext builder never sees them. Each Markdown output of
+# the book's executed notebooks (the jupyter-cache) is cut into blocks (paragraphs, lists,
+# tables; fenced code is left alone), and each block becomes a *template*: its numbers, and the
+# clock-decided text after ⏱ in brackets, replaced by numbered slots ⟦0⟧, ⟦1⟧ … The templates
+# are catalogued like the pages (locales/zh_CN/LC_MESSAGES/outputs/<page>.po); the Chinese build
+# (book/_ext/output_translation.py) fills each translated template with the block's own values.
+# So a result that changes (another seed, a timing) needs no new translation; a sentence that
+# changes does, and book-check's drift test says so.
+OUTPUTS_POT_DIR = ROOT / "_build" / "gettext-outputs"
+OUTPUTS = "outputs"  # catalogue folder of the templates, beside book/ and notebooks/
+_SLOT_VALUE = re.compile(
+    r"⏱\[[^\]\n]*\]"  # text decided by a clock (tests/nbval_sanitize.cfg, 1b)
+    r"|(?<![\w.⟦])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w⟧])"
+    r"|(?<![\w.⟦])\.\d+(?![\w⟧])"
+)
+_SLOT = re.compile(r"⟦(\d+)⟧")
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+_LETTERS = re.compile(r"[A-Za-z]{2,}")
+
+
+def output_blocks(markdown: str) -> list[tuple[str, bool]]:
+    """``markdown`` cut at blank lines into ``(block, translatable)`` pairs; a fenced code block
+    is one untranslatable block. ``"\n\n".join`` of the blocks gives the text back."""
+    blocks: list[tuple[str, bool]] = []
+    lines: list[str] = []
+    fence = None
+
+    def flush() -> None:
+        if lines:
+            block = "\n".join(lines)
+            blocks.append((block, not _FENCE.match(block) and bool(_LETTERS.search(block))))
+            lines.clear()
+
+    for line in markdown.split("\n"):
+        match = _FENCE.match(line)
+        if fence is None and match:
+            flush()
+            fence = match.group(1)
+            lines.append(line)
+        elif fence is not None:
+            lines.append(line)
+            if line.strip().startswith(fence) and len(lines) > 1:
+                fence = None
+                flush()
+        elif line.strip():
+            lines.append(line)
+        else:
+            flush()
+    flush()
+    return blocks
+
+
+def output_template(block: str) -> tuple[str, list[str]]:
+    """``block`` with its values replaced by slots: ``("acc ⟦0⟧ (⟦1⟧ seeds)", ["0.95", "5"])``."""
+    values: list[str] = []
+
+    def slot(match: re.Match) -> str:
+        values.append(match.group(0))
+        return f"⟦{len(values) - 1}⟧"
+
+    return _SLOT_VALUE.sub(slot, block), values
+
+
+def fill_template(template: str, values: list[str]) -> str:
+    """A translated template with the values of the English block put back in its slots."""
+    return _SLOT.sub(lambda m: values[int(m.group(1))], template)
+
+
+def translate_output(markdown: str, translations: dict[str, str]) -> str:
+    """A Markdown output with every block whose template has a translation translated."""
+    parts = []
+    for block, translatable in output_blocks(markdown):
+        if translatable:
+            template, values = output_template(block)
+            translated = translations.get(template)
+            if translated and len(values) == len(set(_SLOT.findall(template))):
+                block = fill_template(translated, values)
+        parts.append(block)
+    return "\n\n".join(parts)
+
+
+def executed_outputs(cache_dir: Path = CACHE_DIR) -> dict[str, list[str]]:
+    """The Markdown outputs of every executed notebook of the TOC, by page (``make book``)."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    from tools import notebook_cache
+
+    if notebook_cache.stored_digest(cache_dir) != notebook_cache.inputs_digest():
+        raise RuntimeError(f"{cache_dir} is stale or missing: run `make book` first")
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.notebook_times import toc_notebooks
+
+    cache = get_cache(str(cache_dir))
+    outputs: dict[str, list[str]] = {}
+    for path in toc_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        try:
+            _, executed = cache.merge_match_into_notebook(nb)
+        except KeyError:
+            raise RuntimeError(f"{path.name}: no executed copy: run `make book`") from None
+        page = Path(path).relative_to(ROOT).with_suffix("").as_posix()
+        outputs[page] = [
+            data["text/markdown"]
+            for cell in executed.cells
+            if cell.cell_type == "code"
+            for output in cell.get("outputs", [])
+            if isinstance(data := output.get("data", {}), dict) and "text/markdown" in data
+        ]
+    return outputs
+
+
+def extract_outputs(pot_dir: Path = OUTPUTS_POT_DIR, cache_dir: Path = CACHE_DIR) -> Path:
+    """Write the templates of the executed notebooks' Markdown outputs to
+    ``pot_dir/outputs/<page>.pot``."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    pot_dir = Path(pot_dir)
+    if pot_dir.exists():
+        shutil.rmtree(pot_dir)
+    for page, markdowns in executed_outputs(cache_dir).items():
+        catalog = Catalog(project="course outputs", fuzzy=False)
+        for markdown in markdowns:
+            for block, translatable in output_blocks(markdown):
+                if translatable:
+                    catalog.add(output_template(block)[0])
+        if not len(catalog):
+            continue
+        target = pot_dir / OUTPUTS / f"{page}.pot"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as handle:
+            write_po(handle, catalog, width=76, omit_header=False)
+    return pot_dir
+
+
+def output_translations(locales: Path = LOCALES, language: str = LANGUAGE) -> dict[str, str]:
+    """Template -> translation, from every ``outputs`` catalogue (fuzzy ones left out)."""
+    table: dict[str, str] = {}
+    folder = Path(locales) / language / "LC_MESSAGES" / OUTPUTS
+    for po_path in sorted(folder.rglob("*.po")) if folder.is_dir() else []:
+        for message in _read(po_path):
+            if message.id and message.string and not message.fuzzy:
+                table[_msgid(message)] = message.string
+    return table
+
+
 def build(*, quiet: bool = False, out: Path | None = None, execute: bool = True) -> float:
     """Build the Chinese site into ``_build/html/zh``; returns the seconds it took.
 
@@ -317,13 +475,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"messages extracted to {extract()}")
     elif args.command == "update":
         print(update())
-        print(coverage().summary())
+        print("pages:", coverage().summary())
+        try:
+            print(_merge(extract_outputs(), LOCALES))
+            print("outputs:", coverage(OUTPUTS_POT_DIR).summary())
+        except RuntimeError as exc:
+            print(f"outputs not updated: {exc}")
     elif args.command == "check":
-        result = coverage(extract())
-        print(result.summary())
-        if not result.complete:
-            print(result.problems())
-            return 1
+        status = 0
+        for name, pots in (("pages", extract), ("outputs", extract_outputs)):
+            try:
+                result = coverage(pots())
+            except RuntimeError as exc:
+                print(f"{name}: not checked: {exc}")
+                continue
+            print(f"{name}: {result.summary()}")
+            if not result.complete:
+                print(result.problems())
+                status = 1
+        return status
     elif args.command == "lint":
         problems = lint(paths=args.files or None)
         print("\n".join(problems) or "translations: code, math, role targets and URLs kept")
