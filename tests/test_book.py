@@ -198,3 +198,10 @@ def test_printed_sentences_are_translated_on_the_chinese_pages():
                 assert text in html, f"zh/notebooks/03_2_pruning: {text!r} not in the page"
                 return
     pytest.fail("no translated printed sentence with values found in 3.2's outputs")
+
+
+def test_chinese_sidebar_captions_are_translated():
+    """The TOC's part captions ("Core algorithms") are Chinese on the Chinese pages."""
+    captions = re.findall(r'caption-text">([^<]*)<', page("notebooks/03_2_pruning", "zh/"))
+    assert captions, "no TOC captions in the Chinese sidebar"
+    assert all(CJK.search(c) for c in captions), f"untranslated captions: {captions}"

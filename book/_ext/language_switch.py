@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "_templates"
+STATIC = Path(__file__).resolve().parents[1] / "_static"  # language-switch.css
 TEMPLATE = "language-switch.html"
 # language of a build -> (folder of the other edition, relative to this edition's root,
 #                         its hreflang, its button label, the button's tooltip)
@@ -32,6 +33,7 @@ def translation_href(pagename: str, language: str) -> str | None:
 
 def add_to_header(app, config) -> None:
     config.templates_path = [*config.templates_path, str(TEMPLATES)]
+    config.html_static_path = [*config.html_static_path, str(STATIC)]
     options = config.html_theme_options
     end = list(options.get("article_header_end") or ["article-header-buttons.html"])
     if TEMPLATE not in end:
@@ -59,6 +61,7 @@ def page_context(app, pagename, templatename, context, doctree) -> None:
 
 def setup(app):
     app.connect("config-inited", add_to_header)
+    app.add_css_file("language-switch.css")
     # Before the theme drops header templates that render empty (pydata-sphinx-theme).
     app.connect("html-page-context", page_context, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
