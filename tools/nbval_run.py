@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    todo = exported if args.all else pending(exported)
+    todo = exported if args.all else pending(exported, PASSED_DIR)
     skipped = len(exported) - len(todo)
     print(
         f"nbval: {len(todo)} of {len(exported)} notebooks to execute again"
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     command += [*args.nbval_options, *map(str, todo)]
     status = subprocess.call(command, cwd=ROOT)
     if status == 0:
-        record_passed(todo)
+        record_passed(todo, PASSED_DIR)
     return status
 
 
