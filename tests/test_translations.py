@@ -107,3 +107,41 @@ def test_a_changed_english_sentence_fails_the_check(tmp_path):
 )
 def test_language_switch_href(pagename, language, expected):
     assert language_switch.translation_href(pagename, language) == expected
+
+
+def test_output_template_slots_values_and_ignores_padding():
+    """Two runs of the same printed table, with other times and so other column widths, give
+    one template; its translation gets each run's own values back."""
+    run_1 = "| arm | time |\n|:----|-----:|\n| int8, 5 seeds | ⏱ 12.3 ms |"
+    run_2 = "| arm           | time       |\n|:--------------|-----------:|\n| int8, 5 seeds | ⏱ 9.87 ms |"
+    (template, values_1), (template_2, values_2) = map(
+        translations.output_template, (run_1, run_2)
+    )
+    assert template == template_2 == "| arm | time |\n|:---|---:|\n| int8, ⟦0⟧ seeds | ⏱ ⟦1⟧ ms |"
+    assert values_1[-1] == "12.3" and values_2[-1] == "9.87"
+    chinese = template.replace("arm", "实验组").replace("seeds", "个随机种子")
+    assert "9.87" in translations.translate_output(run_2, {template: chinese})
+    assert "实验组" in translations.translate_output(run_2, {template: chinese})
+
+
+def test_printed_code_and_untranslated_blocks_stay_as_they_are():
+    markdown = "Accuracy **0.95** over 5 seeds.\n\n```python\nx = 1\n\ny = 2\n```\n\nNo entry 3."
+    blocks = translations.output_blocks(markdown)
+    assert [translatable for _, translatable in blocks] == [True, False, True]
+    assert "\n\n".join(block for block, _ in blocks) == markdown
+    template, _ = translations.output_template(blocks[0][0])
+    translated = translations.translate_output(markdown, {template: "⟦1⟧ 个随机种子：**⟦0⟧**。"})
+    assert translated == "5 个随机种子：**0.95**。\n\n```python\nx = 1\n\ny = 2\n```\n\nNo entry 3."
+
+
+def test_lint_requires_every_slot(tmp_path):
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    catalog = Catalog(locale=translations.LANGUAGE)
+    catalog.add("Accuracy ⟦0⟧ over ⟦1⟧ seeds.", "准确率 ⟦0⟧。")
+    path = tmp_path / "x.po"
+    with open(path, "wb") as handle:
+        write_po(handle, catalog)
+    (problem,) = translations.lint(paths=[path])
+    assert "value slots" in problem

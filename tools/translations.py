@@ -340,15 +340,27 @@ def output_blocks(markdown: str) -> list[tuple[str, bool]]:
     return blocks
 
 
+_PADDING = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
+# A table's delimiter row ("|:-------|---:|"), its dashes as wide as the column.
+_DELIMITER_ROW = re.compile(
+    r"(?m)^[ \t]*\|?(?:[ \t]*:?-{3,}:?[ \t]*\|)+(?:[ \t]*:?-{3,}:?[ \t]*)?$"
+)
+
+
 def output_template(block: str) -> tuple[str, list[str]]:
-    """``block`` with its values replaced by slots: ``("acc ⟦0⟧ (⟦1⟧ seeds)", ["0.95", "5"])``."""
+    """``block`` with its values replaced by slots: ``("acc ⟦0⟧ (⟦1⟧ seeds)", ["0.95", "5"])``.
+
+    Runs of spaces inside a line become one and a delimiter row's dashes three: a text table
+    pads its columns to its widest cell, maybe a time, so its padding changes from run to run
+    (Markdown renders it the same). Indentation and trailing spaces (a hard break) are kept."""
     values: list[str] = []
 
     def slot(match: re.Match) -> str:
         values.append(match.group(0))
         return f"⟦{len(values) - 1}⟧"
 
-    return _SLOT_VALUE.sub(slot, block), values
+    template = _PADDING.sub(" ", _SLOT_VALUE.sub(slot, block))
+    return _DELIMITER_ROW.sub(lambda m: re.sub("-{3,}", "---", m.group(0)), template), values
 
 
 def fill_template(template: str, values: list[str]) -> str:

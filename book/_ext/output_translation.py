@@ -78,4 +78,4 @@ def setup(app):
     app.connect("builder-inited", load)
     app.add_transform(TranslateTocCaptions)
     # a new version makes Sphinx re-read every page (the transform runs at read time)
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 2}
