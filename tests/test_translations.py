@@ -113,7 +113,10 @@ def test_output_template_slots_values_and_ignores_padding():
     """Two runs of the same printed table, with other times and so other column widths, give
     one template; its translation gets each run's own values back."""
     run_1 = "| arm | time |\n|:----|-----:|\n| int8, 5 seeds | ⏱ 12.3 ms |"
-    run_2 = "| arm           | time       |\n|:--------------|-----------:|\n| int8, 5 seeds | ⏱ 9.87 ms |"
+    run_2 = (
+        "| arm           | time       |\n|:--------------|-----------:|\n"
+        "| int8, 5 seeds | ⏱ 9.87 ms |"
+    )
     (template, values_1), (template_2, values_2) = map(
         translations.output_template, (run_1, run_2)
     )
