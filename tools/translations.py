@@ -177,9 +177,8 @@ def coverage(pot_dir: Path = POT_DIR, locales: Path = LOCALES) -> Coverage:
         pages.add(page)
         po_path = po_dir / f"{page}.po"
         catalog = _read(po_path) if po_path.is_file() else None
-        for message in _read(pot):
-            if not message.id:
-                continue
+        messages = [message for message in _read(pot) if message.id]
+        for message in messages:
             msgid = _msgid(message)
             result.total += 1
             entry = catalog.get(message.id) if catalog is not None else None
@@ -190,7 +189,7 @@ def coverage(pot_dir: Path = POT_DIR, locales: Path = LOCALES) -> Coverage:
             else:
                 result.translated += 1
         if catalog is not None:
-            wanted = {m.id for m in _read(pot) if m.id}
+            wanted = {m.id for m in messages}
             for message in catalog:
                 if message.id and message.id not in wanted:
                     result.obsolete.append((page, _msgid(message)))
@@ -211,7 +210,6 @@ _CODE = re.compile(r"(?<![`{])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 _MATH = re.compile(r"\$\$.+?\$\$|(?<![\\$])\$(?!\s)[^$\n]+?(?<![\s\\])\$")
 _ROLE = re.compile(r"\{([a-z:-]+)\}`([^`]*)`")
 _URL = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>\s]+)>")
-_TERM_TARGET = re.compile(r"^(?:.*<)?([^<>]+?)>?$", re.S)
 
 
 def _role_targets(text: str) -> list[str]:
@@ -255,11 +253,6 @@ def lint(locales: Path = LOCALES, paths: list[Path] | None = None) -> list[str]:
     A role whose target is spelt out may change its shown text ({term}`剪枝 <pruning>` for
     {term}`pruning`), so {term} and {doc} roles are compared by target only.
     """
-
-    def target_of(entry: str) -> str:
-        role, _, content = entry.partition(":")
-        return entry if role not in {"term", "doc"} else f"{role}:{content}"
-
     po_dir = Path(locales) / LANGUAGE / "LC_MESSAGES"
     problems = []
     for po_path in paths or sorted(po_dir.rglob("*.po")):
@@ -270,8 +263,8 @@ def lint(locales: Path = LOCALES, paths: list[Path] | None = None) -> list[str]:
             for kind, expected in source.items():
                 got = translation[kind]
                 if kind == "role targets":
-                    expected = sorted(map(target_of, _normalise_terms(expected)))
-                    got = sorted(map(target_of, _normalise_terms(got)))
+                    expected = sorted(_normalise_terms(expected))
+                    got = sorted(_normalise_terms(got))
                 if expected != got:
                     missing = sorted((Counter(expected) - Counter(got)).elements())
                     extra = sorted((Counter(got) - Counter(expected)).elements())
