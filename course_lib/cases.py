@@ -419,6 +419,16 @@ def motif_cnn(filters: int = 16, width: int = 7) -> torch.nn.Sequential:
                          nn.Flatten(), nn.Linear(filters, 2))  # fmt: skip
 
 
+def _per_seed(seeds, splits, lrs) -> tuple[list[int], list[float]]:
+    """The checks shared by the stacked trainers: non-negative integer seeds, and one split and
+    one positive learning rate per seed."""
+    seeds = _checks.ints("seeds", seeds, 0)
+    if len(splits) != len(seeds) or len(lrs) != len(seeds):
+        raise ValueError(f"splits and lrs must have one entry per seed ({len(seeds)}), "
+                         f"got {len(splits)} and {len(lrs)}")  # fmt: skip
+    return seeds, [_checks.positive(f"lrs[{i}]", lr) for i, lr in enumerate(lrs)]
+
+
 def _stacked_logits(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Logits ``(K, B, 2)`` of K stacked :func:`motif_cnn` models on inputs ``(K, B, 4, L)``:
     the convolution is one batched product over the unfolded windows of every model."""
@@ -454,12 +464,8 @@ def train_motif_cnns(
     run as one batched matrix product. ``tests/test_cases.py`` checks the result against K
     ordinary ``nn.Sequential`` models trained one after another by ``torch.optim.Adam``.
     """
-    seeds = _checks.ints("seeds", seeds, 0)
+    seeds, lrs = _per_seed(seeds, splits, lrs)
     k = len(seeds)
-    if len(splits) != k or len(lrs) != k:
-        raise ValueError(f"splits and lrs must have one entry per seed ({k}), "
-                         f"got {len(splits)} and {len(lrs)}")  # fmt: skip
-    lrs = [_checks.positive(f"lrs[{i}]", lr) for i, lr in enumerate(lrs)]
     epochs = _checks.positive_int("epochs", epochs)
     batch_size = _checks.positive_int("batch_size", batch_size)
     sizes = {len(s.train.y) for s in splits}
@@ -581,12 +587,7 @@ def train_regressors(
     product per layer for all K models; ``tests/test_cases.py`` checks the result against
     ``torch.optim.Adam`` on each model alone. Training sets must have one shape; validation
     and test sets one shape each."""
-    seeds = _checks.ints("seeds", seeds, 0)
-    k = len(seeds)
-    if len(splits) != k or len(lrs) != k:
-        raise ValueError(f"splits and lrs must have one entry per seed ({k}), "
-                         f"got {len(splits)} and {len(lrs)}")  # fmt: skip
-    lrs = [_checks.positive(f"lrs[{i}]", lr) for i, lr in enumerate(lrs)]
+    seeds, lrs = _per_seed(seeds, splits, lrs)
     steps = _checks.positive_int("steps", steps)
     hidden = _checks.positive_int("hidden", hidden)
     weight_decay = _checks.real("weight_decay", weight_decay, 0)
